@@ -1,0 +1,3 @@
+from maintainer.cli.main import main
+
+main()

@@ -1,0 +1,75 @@
+"""`maintainer validate` and `maintainer run NAME`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from maintainer.cli.main import App, pass_app
+from maintainer.cli.output import echo, human_duration, print_json, table
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--strict", is_flag=True, help="Treat unreadable secret files as errors (do this where the secrets are mounted).")
+@pass_app
+def validate(app: App, as_json: bool, strict: bool) -> None:
+    """Check the config and list the jobs it defines with their next run.
+
+    Secret files that cannot be read here are listed as warnings (the jobs
+    that use them would fail); with --strict they are errors.
+    """
+    from maintainer.config import load_config
+    from maintainer.schedule import next_run
+
+    config = load_config(app.path, strict_secrets=strict)
+    jobs = []
+    for name, spec in config.jobs.items():
+        nxt = next_run(spec.schedule, config.timezone) if spec.enabled else None
+        jobs.append({"name": name, "type": spec.type, "schedule": spec.schedule, "enabled": spec.enabled,
+                     "next_run": nxt.isoformat() if nxt else None})
+    if as_json:
+        print_json({"config": str(app.path), "valid": True, "timezone": config.timezone,
+                    "warnings": config.secret_warnings,
+                    "storage": {n: s.url for n, s in config.storage.items()},
+                    "databases": {n: d.display(n) for n, d in config.databases.items()}, "jobs": jobs})
+        return
+    echo(f"{app.path}: valid ({len(jobs)} jobs, timezone {config.timezone})")
+    if config.storage:
+        echo("storage:   " + ", ".join(f"{n} ({s.url})" for n, s in config.storage.items()))
+    if config.databases:
+        echo("databases: " + ", ".join(f"{n} ({d.display(n)})" for n, d in config.databases.items()))
+    for warning in config.secret_warnings:
+        echo(f"warning: {warning} (jobs that use it will fail; --strict makes this an error)", err=True)
+    echo()
+    echo(table(["job", "type", "schedule", "next run"],
+               [[j["name"], j["type"], j["schedule"], j["next_run"] or "disabled"] for j in jobs]))
+
+
+@click.command()
+@click.argument("name")
+@click.option("--dry-run", is_flag=True, help="Plan and print what would be done; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def run(app: App, name: str, dry_run: bool, as_json: bool) -> None:
+    """Run the job NAME from the config once, now."""
+    from maintainer.runner import run_job
+    from maintainer.signals import cancel_on_signals
+
+    config = app.config()
+    with cancel_on_signals() as cancel:
+        result = run_job(config, name, dry_run=dry_run, cancel=cancel)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        state = "dry run" if dry_run else ("ok" if result.ok else "FAILED")
+        echo(f"{name} ({result.type}): {state} in {human_duration(result.duration)}  run {result.run_id}")
+        for line in result.summary:
+            echo(f"  {line}")
+        for error in result.errors:
+            echo(f"Error: {name}: {error}", err=True)
+    sys.exit(0 if result.ok else 1)
+
+
+COMMANDS = [validate, run]

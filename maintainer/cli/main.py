@@ -1,0 +1,113 @@
+"""The ``maintainer`` command: global options, subcommand registry, the error edge.
+
+Commands parse their flags and hand off to the modules below; every expected
+failure arrives here as a MaintainerError and leaves as one ``Error:`` line
+(plus a hint), exit 1 for a failed operation and 2 for bad usage or config.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from maintainer import __version__, redact
+from maintainer.errors import ConfigError, MaintainerError
+from maintainer.logs import setup_logging
+
+
+class App:
+    """Global options, and the config loaded once on first use."""
+
+    def __init__(self, config_path: str | None, log_format: str | None, debug: bool):
+        self.config_path = config_path
+        self.log_format = log_format
+        self.debug = debug
+        self._config = None
+        self._path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        from maintainer.config import find_config
+
+        if self._path is None:
+            self._path = find_config(self.config_path)
+        return self._path
+
+    def config(self):
+        from maintainer.config import load_config
+
+        if self._config is None:
+            self._config = load_config(self.path)
+        return self._config
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "-c", "config_path", metavar="PATH",
+              help="Config file [default: $MAINTAINER_CONFIG, ./schedules.yaml, /etc/maintainer/schedules.yaml].")
+@click.option("--log-format", type=click.Choice(["json", "text"]), default=None,
+              help="Log format [default: text on a terminal, json otherwise].")
+@click.option("--debug", is_flag=True, help="Verbose logs, and a traceback for internal errors.")
+@click.version_option(__version__, prog_name="maintainer")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, log_format: str | None, debug: bool) -> None:
+    """Backups, restore drills and Docker maintenance for PostgreSQL deployments."""
+    setup_logging(log_format, debug=debug)
+    ctx.obj = App(config_path, log_format, debug)
+
+
+def _register() -> None:
+    """Each area's module lists its commands in COMMANDS; this is the one place they join."""
+    from maintainer.cli import backups, daemon, jobs, restore, snapshots
+
+    for module in (jobs, backups, restore, snapshots, daemon):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def print_error(exc: MaintainerError) -> None:
+    click.echo(redact.scrub(f"Error: {exc.message}"), err=True)
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            click.echo(redact.scrub(f"  - {problem}"), err=True)
+    if exc.hint:
+        click.echo(redact.scrub(f"Hint: {exc.hint}"), err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point; exits with 0, 1 (failed) or 2 (bad usage or config)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = cli.main(args=argv, prog_name="maintainer", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        code = 1
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except MaintainerError as exc:
+        print_error(exc)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted", err=True)
+        code = 130
+    except Exception as exc:  # a bug: one line unless --debug
+        if debug:
+            raise
+        click.echo(redact.scrub(f"Error: internal error: {type(exc).__name__}: {exc}"), err=True)
+        click.echo("Hint: run again with --debug for a traceback, and report it", err=True)
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,263 @@
+"""Load schedules.yaml: read, expand, resolve secret files, validate, cross-check.
+
+Every problem found is collected and reported at once, each naming the file,
+line and key path. Secret values read here are registered with the log
+redactor so they can never be printed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import SecretStr, ValidationError
+
+from maintainer import redact
+from maintainer.config.jobs import JOB_MODELS
+from maintainer.config.models import Config
+from maintainer.config.yamlsource import LineMap, format_path, load_yaml, parse_yaml
+from maintainer.errors import ConfigError
+
+# Fields that hold secrets; each also accepts NAME_file (Docker secrets convention).
+SECRET_FIELDS = frozenset({"password", "access_key_id", "secret_access_key", "session_token", "token", "url"})
+
+DEFAULT_LOCATIONS = ("./schedules.yaml", "/etc/maintainer/schedules.yaml")
+
+
+def find_config(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """--config, else $MAINTAINER_CONFIG, else ./schedules.yaml, else /etc/maintainer/schedules.yaml."""
+    env = os.environ if env is None else env
+    if explicit:
+        return Path(explicit)
+    if env.get("MAINTAINER_CONFIG"):
+        return Path(env["MAINTAINER_CONFIG"])
+    for candidate in DEFAULT_LOCATIONS:
+        if Path(candidate).exists():
+            return Path(candidate)
+    raise ConfigError("no configuration file found (looked at $MAINTAINER_CONFIG, ./schedules.yaml, /etc/maintainer/schedules.yaml)",
+                      hint="pass --config PATH")
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, strict_secrets: bool = False) -> Config:
+    """Load and validate ``path``. Raises ConfigError listing every problem.
+
+    A secret file that cannot be read is an error only with ``strict_secrets``;
+    otherwise the field holds an UnavailableSecret that raises ConfigError (naming
+    the file and line) when a job uses it, and ``config.secret_warnings`` lists it.
+    """
+    data, lines = load_yaml(Path(path), env)
+    return build_config(data, lines, strict_secrets=strict_secrets)
+
+
+def parse_config(text: str, source: str = "<config>", env: Mapping[str, str] | None = None,
+                 *, strict_secrets: bool = False) -> Config:
+    data, lines = parse_yaml(text, source, env)
+    return build_config(data, lines, strict_secrets=strict_secrets)
+
+
+class UnavailableSecret(SecretStr):
+    """A secret whose file could not be read; using it raises ConfigError."""
+
+    def __init__(self, message: str):
+        super().__init__("")
+        self._message = message
+
+    def get_secret_value(self) -> str:
+        raise ConfigError(self._message, hint="create the file or point the *_file setting elsewhere")
+
+
+_PENDING = "\x00maintainer-unavailable-secret:"
+
+
+def build_config(data: Any, lines: LineMap, *, strict_secrets: bool = False) -> Config:
+    problems: list[str] = []
+    unavailable: list[str] = []
+
+    def problem_where(path: tuple) -> str:
+        return f"{lines.where(path)}: at '{format_path(path)}'"
+
+    def problem(path: tuple, message: str) -> None:
+        problems.append(f"{problem_where(path)}: {message}")
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{lines.source}: the configuration must be a mapping of sections (timezone, storage, databases, notify, jobs)")
+    base_dir = Path(lines.source).parent
+    secrets: list[str] = []
+    _resolve_secret_files(data, (), problem, problem_where, secrets, base_dir, unavailable)
+    if strict_secrets:
+        problems.extend(unavailable)
+
+    config = None
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = _clean_loc(err["loc"])
+            problem(loc, _explain(err))
+    problems.extend(_check_references(data, lines))
+    if problems:
+        problems.sort(key=_line_key)
+        raise ConfigError(f"{lines.source}: {len(problems)} problem(s) in the configuration", problems=problems)
+    assert config is not None
+    config._source = lines.source
+    config._secret_warnings = [] if strict_secrets else list(unavailable)
+    _mark_unavailable(config, unavailable)
+    for value in secrets:
+        redact.register(value)
+    _register_model_secrets(config)
+    return config
+
+
+def _line_key(p: str) -> tuple[int, str]:
+    try:
+        return int(p.split(":", 2)[1]), p
+    except (IndexError, ValueError):
+        return 0, p
+
+
+def _resolve_secret_files(node: Any, path: tuple, problem, problem_where, secrets: list[str], base_dir: Path,
+                          unavailable: list[str]) -> None:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _resolve_secret_files(item, path + (i,), problem, problem_where, secrets, base_dir, unavailable)
+        return
+    if not isinstance(node, dict):
+        return
+    for key in list(node.keys()):
+        value = node[key]
+        if isinstance(key, str) and key.endswith("_file") and key[:-5] in SECRET_FIELDS:
+            field = key[:-5]
+            if field in node:
+                problem(path + (key,), f"give either {field} or {key}, not both")
+                continue
+            if not isinstance(value, str) or not value:
+                problem(path + (key,), "expected the path of a file holding the secret")
+                continue
+            file_path = Path(value)
+            if not file_path.is_absolute():
+                file_path = base_dir / file_path
+            reason = None
+            try:
+                secret = file_path.read_text(encoding="utf-8").rstrip("\r\n")
+                if not secret:
+                    reason = f"secret file {value} is empty"
+            except FileNotFoundError:
+                reason = f"secret file {value} does not exist"
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = f"cannot read secret file {value}: {getattr(exc, 'strerror', None) or exc}"
+            del node[key]
+            if reason:
+                where = f"{problem_where(path + (key,))}: {reason}"
+                unavailable.append(where)
+                node[field] = f"{_PENDING}{len(unavailable) - 1}"
+                continue
+            secrets.append(secret)
+            node[field] = secret
+        elif isinstance(key, str) and key in SECRET_FIELDS and isinstance(value, str) and key != "url":
+            secrets.append(value)
+        else:
+            _resolve_secret_files(value, path + (key,), problem, problem_where, secrets, base_dir, unavailable)
+
+
+def _mark_unavailable(config: Config, unavailable: list[str]) -> None:
+    """Swap placeholder values of unreadable secret files for UnavailableSecret."""
+    if not unavailable:
+        return
+
+    def walk(obj: Any) -> None:
+        if not hasattr(obj, "model_fields"):
+            if isinstance(obj, dict):
+                for v in obj.values():
+                    walk(v)
+            elif isinstance(obj, list):
+                for v in obj:
+                    walk(v)
+            return
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            if isinstance(value, SecretStr) and value.get_secret_value().startswith(_PENDING):
+                index = int(value.get_secret_value()[len(_PENDING):])
+                object.__setattr__(obj, name, UnavailableSecret(unavailable[index]))
+            else:
+                walk(value)
+
+    walk(config)
+
+
+def _register_model_secrets(config: Config) -> None:
+    from pydantic import SecretStr
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, UnavailableSecret):
+            return
+        if isinstance(obj, SecretStr):
+            redact.register(obj.get_secret_value())
+        elif hasattr(obj, "model_fields"):
+            for name in type(obj).model_fields:
+                walk(getattr(obj, name))
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(config)
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # Discriminated unions put the tag into the path: jobs.<name>.<type>.field
+    if len(loc) >= 3 and loc[0] == "jobs" and loc[2] in JOB_MODELS:
+        loc = loc[:2] + loc[3:]
+    return tuple(loc)
+
+
+def _explain(err: dict) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        return f"unknown job type '{tag}' (expected one of: {', '.join(sorted(JOB_MODELS))})"
+    if kind == "union_tag_not_found":
+        return f"missing 'type' (one of: {', '.join(sorted(JOB_MODELS))})"
+    if kind == "missing":
+        return "required key is missing"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if kind in ("int_parsing", "int_type", "float_parsing", "bool_parsing", "string_type", "list_type",
+                "dict_type", "model_type", "bool_type", "float_type", "int_from_float"):
+        shown = err.get("input")
+        if not isinstance(shown, (dict, list)):
+            msg += f" (got {shown!r})" if not _looks_secret(err) else ""
+    return msg
+
+
+def _looks_secret(err: dict) -> bool:
+    return any(isinstance(p, str) and p in SECRET_FIELDS for p in err["loc"])
+
+
+def _check_references(data: dict, lines: LineMap) -> list[str]:
+    """Jobs may only name storage and databases that are defined."""
+    problems: list[str] = []
+    storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
+    databases = data.get("databases") if isinstance(data.get("databases"), dict) else {}
+    jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
+    for name, job in jobs.items():
+        if not isinstance(job, dict):
+            continue
+        ref = job.get("storage")
+        if isinstance(ref, str) and ref not in storage:
+            path = ("jobs", name, "storage")
+            known = ", ".join(sorted(storage)) or "none defined"
+            problems.append(f"{lines.where(path)}: at '{format_path(path)}': storage '{ref}' is not defined (defined: {known})")
+        dbs = job.get("databases")
+        if isinstance(dbs, list):
+            for i, ref in enumerate(dbs):
+                if isinstance(ref, str) and ref not in databases:
+                    path = ("jobs", name, "databases", i)
+                    known = ", ".join(sorted(databases)) or "none defined"
+                    problems.append(f"{lines.where(path)}: at '{format_path(path)}': database '{ref}' is not defined (defined: {known})")
+    return problems

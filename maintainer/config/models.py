@@ -1,0 +1,136 @@
+"""The typed model of schedules.yaml: top-level sections and their entries."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
+
+from maintainer.config.jobs import JobSpec, Strict
+from maintainer.config.types import Duration
+
+
+class StorageSpec(Strict):
+    """A backup destination chosen by URL: file:///path or s3://bucket/prefix."""
+
+    url: str = Field(description="file:///absolute/path or s3://bucket[/prefix]")
+    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2, B2)")
+    region: str | None = None
+    path_style: bool = Field(False, description="path-style addressing, needed by most self-hosted S3 servers")
+    access_key_id: SecretStr | None = Field(None, description="default: the standard AWS credential chain")
+    secret_access_key: SecretStr | None = None
+    session_token: SecretStr | None = None
+    part_size: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, description="S3 multipart part size in bytes")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not (v.startswith("file://") or v.startswith("s3://")):
+            raise ValueError(f"'{v}' is not a storage URL: use file:///absolute/path or s3://bucket/prefix")
+        if v.startswith("file://") and not v[len("file://"):].startswith("/"):
+            raise ValueError(f"'{v}': a file URL needs an absolute path, e.g. file:///var/lib/maintainer/backups")
+        if v.startswith("s3://") and not v[len("s3://"):].split("/")[0]:
+            raise ValueError(f"'{v}': an s3 URL needs a bucket, e.g. s3://my-bucket/backups")
+        return v
+
+
+class ClientSpec(Strict):
+    """How to run pg_dump when the local client is older than the server."""
+
+    mode: Literal["auto", "local", "container", "exec"] = Field(
+        "auto", description="auto: local client if new enough, else a container; local/container/exec force one way")
+    image: str = Field("postgres:{major}", description="image template for the container client")
+    network: str | None = Field(None, description="docker network of the database, for the container client")
+    container: str | None = Field(None, description="the database container, for docker exec")
+
+
+class DatabaseSpec(Strict):
+    """A PostgreSQL database to back up or restore."""
+
+    host: str = "localhost"
+    port: int = Field(5432, ge=1, le=65535)
+    user: str = "postgres"
+    password: SecretStr | None = None
+    dbname: str | None = Field(None, description="default: the entry's name")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    client: ClientSpec = Field(default_factory=ClientSpec)
+    max_backup_age: Duration = Field(timedelta(hours=26), description="health fails when the newest backup is older")
+    max_drill_age: Duration = Field(timedelta(days=8), description="health fails when the newest passed drill is older")
+
+    def conninfo(self, name: str, dbname: str | None = None, *, with_password: bool = True) -> str:
+        """A libpq key=value string; the password only when asked for."""
+        parts = {
+            "host": self.host, "port": str(self.port), "user": self.user,
+            "dbname": dbname or self.dbname or name, "sslmode": self.sslmode,
+            "connect_timeout": "10", "application_name": "maintainer",
+        }
+        if with_password and self.password is not None:
+            parts["password"] = self.password.get_secret_value()
+        return " ".join(f"{k}='{_escape(v)}'" for k, v in parts.items())
+
+    def display(self, name: str) -> str:
+        """user@host:port/dbname, never with a password."""
+        return f"{self.user}@{self.host}:{self.port}/{self.dbname or name}"
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("'", "\\'")
+
+
+class NotifyTarget(Strict):
+    type: Literal["webhook", "ping"] = Field(description="webhook: JSON POST; ping: healthchecks.io-style URL")
+    url: SecretStr = Field(description="the URL; it often holds a token, so it is treated as a secret")
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class NotifySpec(Strict):
+    on_success: bool = Field(False, description="also notify successful runs")
+    retries: int = Field(3, ge=0, le=10)
+    timeout: Duration = timedelta(seconds=10)
+    targets: list[NotifyTarget] = Field(default_factory=list)
+
+
+class DaemonSpec(Strict):
+    state_dir: str = Field("/var/lib/maintainer", description="run history and other state (a volume)")
+    listen: str = Field("127.0.0.1:9187", description="host:port of /health and /metrics")
+    max_concurrent_jobs: int = Field(2, ge=1)
+    jitter: Duration = Field(timedelta(0), description="random delay added to each start")
+    misfire_grace: Duration = Field(timedelta(minutes=30), description="a run missed by less than this still runs, once")
+    shutdown_grace: Duration = Field(timedelta(seconds=60), description="time running jobs get to finish on SIGTERM")
+    failure_threshold: int = Field(3, ge=1, description="health fails when a job failed this many runs in a row")
+
+
+class Config(Strict):
+    timezone: str = "UTC"
+    storage: dict[str, StorageSpec] = Field(default_factory=dict)
+    databases: dict[str, DatabaseSpec] = Field(default_factory=dict)
+    notify: NotifySpec = Field(default_factory=NotifySpec)
+    daemon: DaemonSpec = Field(default_factory=DaemonSpec)
+    jobs: dict[str, JobSpec] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"'{v}' is not a known time zone (e.g. UTC, Europe/Berlin)") from None
+        return v
+
+    # Set by the loader: the file it came from, for relative paths and messages.
+    _source: str | None = PrivateAttr(None)
+    # Set by the loader: secret files that could not be read (each names file and line).
+    _secret_warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def secret_warnings(self) -> list[str]:
+        return self._secret_warnings
+
+    @property
+    def source(self) -> str | None:
+        return self._source
+
+    def database(self, name: str) -> DatabaseSpec:
+        return self.databases[name]

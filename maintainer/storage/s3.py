@@ -1,0 +1,294 @@
+"""s3://bucket/prefix storage through boto3, for AWS and S3-compatible stores.
+
+Uploads stream in parts: one part is filled while at most one more is being
+sent by a background thread, so memory stays at about two parts whatever the
+object's size. Small objects go up in one PUT. A failed or interrupted upload
+is aborted on the server, so no partial object ever appears.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+from maintainer.errors import ObjectNotFound, StorageError
+from maintainer.storage.base import ObjectInfo, Storage, Writer, check_key
+
+if TYPE_CHECKING:
+    from maintainer.config.models import StorageSpec
+
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+_DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
+           "ExpiredToken", "AuthorizationHeaderMalformed", "403", "Forbidden"}
+MAX_PARTS = 10_000
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    rest = url[len("s3://"):]
+    bucket, _, prefix = rest.partition("/")
+    prefix = prefix.strip("/")
+    return bucket, (prefix + "/" if prefix else "")
+
+
+class S3Storage(Storage):
+    def __init__(self, name: str, spec: "StorageSpec", *, client: Any | None = None):
+        self.bucket, self.prefix = parse_s3_url(spec.url)
+        super().__init__(name, spec.url.rstrip("/"))
+        self.part_size = spec.part_size
+        self.endpoint = spec.endpoint_url
+        if client is None:
+            session_kwargs: dict[str, Any] = {}
+            if spec.access_key_id is not None:
+                session_kwargs["aws_access_key_id"] = spec.access_key_id.get_secret_value()
+            if spec.secret_access_key is not None:
+                session_kwargs["aws_secret_access_key"] = spec.secret_access_key.get_secret_value()
+            if spec.session_token is not None:
+                session_kwargs["aws_session_token"] = spec.session_token.get_secret_value()
+            boto_config = BotoConfig(
+                s3={"addressing_style": "path" if spec.path_style else "auto"},
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=10, read_timeout=120,
+                request_checksum_calculation="when_required", response_checksum_validation="when_required",
+            )
+            try:
+                client = boto3.session.Session(**session_kwargs).client(
+                    "s3", endpoint_url=spec.endpoint_url, region_name=spec.region or "us-east-1", config=boto_config)
+            except (BotoCoreError, ValueError) as exc:
+                raise StorageError(f"{self.url}: cannot set up S3 client: {exc}") from None
+        self.client = client
+
+    # -- helpers ---------------------------------------------------------
+    def full_key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def error(self, action: str, key: str | None, exc: Exception) -> StorageError:
+        """Translate a boto error into one clear line."""
+        where = f"{self.url}: {action} {key}" if key else f"{self.url}: {action}"
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                return StorageError(f"{where}: bucket '{self.bucket}' does not exist")
+            if code in _MISSING and key:
+                return ObjectNotFound(f"{self.url}: {key} does not exist")
+            if code in _DENIED or status == 403:
+                return StorageError(f"{where}: access denied by S3 ({code or status}); check the access key and secret",
+                                    hint="credentials come from access_key_id/secret_access_key(_file) or the AWS chain")
+            return StorageError(f"{where}: S3 error {code or status}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": "))
+        if isinstance(exc, NoCredentialsError):
+            return StorageError(f"{where}: no S3 credentials found",
+                                hint="set access_key_id/secret_access_key (or *_file) in the storage entry, or AWS_* variables")
+        if isinstance(exc, EndpointConnectionError) or "Could not connect" in str(exc) or "Connect timeout" in str(exc):
+            return StorageError(f"{where}: cannot reach S3 endpoint {self.endpoint or 'AWS'}")
+        return StorageError(f"{where}: {type(exc).__name__}: {exc}")
+
+    # -- interface -------------------------------------------------------
+    def open_writer(self, key: str) -> Writer:
+        return S3Writer(self, key)
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error("cannot read", key, exc) from None
+        return _Body(response["Body"], self, key)
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                # HEAD has no body: a missing bucket also answers 404. Tell them apart.
+                self._check_bucket()
+                raise ObjectNotFound(f"{self.url}: {key} does not exist") from None
+            raise self.error("cannot stat", key, exc) from None
+        except BotoCoreError as exc:
+            raise self.error("cannot stat", key, exc) from None
+        return ObjectInfo(key, int(head["ContentLength"]), head["LastModified"].astimezone(timezone.utc))
+
+    def _check_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+                raise StorageError(f"{self.url}: bucket '{self.bucket}' does not exist") from None
+            raise self.error("cannot access bucket", None, exc) from None
+        except BotoCoreError as exc:
+            raise self.error("cannot access bucket", None, exc) from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        full_prefix = self.prefix + prefix
+        found: list[ObjectInfo] = []
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
+                for obj in page.get("Contents", []):
+                    found.append(ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]),
+                                            obj["LastModified"].astimezone(timezone.utc)))
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error("cannot list", prefix or "/", exc) from None
+        found.sort(key=lambda o: o.key)
+        return iter(found)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
+        except (ClientError, BotoCoreError) as exc:
+            err = self.error("cannot delete", key, exc)
+            if not isinstance(err, ObjectNotFound):
+                raise err from None
+
+    def cleanup_incomplete(self, prefix: str = "", older_than: timedelta = timedelta(hours=1)) -> list[str]:
+        cutoff = datetime.now(timezone.utc) - older_than
+        removed: list[str] = []
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+                        removed.append(upload["Key"][len(self.prefix):])
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error("cannot clean up uploads under", prefix or "/", exc) from None
+        return removed
+
+
+class _Body:
+    """A file-like wrapper around a boto StreamingBody that translates errors."""
+
+    def __init__(self, body: Any, storage: S3Storage, key: str):
+        self._body = body
+        self._storage = storage
+        self._key = key
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._body.read(None if n is None or n < 0 else n)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            raise self._storage.error("cannot read", self._key, exc) from None
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._body.close()
+
+    def __enter__(self) -> "_Body":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class S3Writer(Writer):
+    def __init__(self, storage: S3Storage, key: str):
+        super().__init__(key)
+        self.storage = storage
+        self.s3_key = storage.full_key(key)
+        self.part_size = storage.part_size
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._next_number = 0
+
+    # The background sender: uploads parts in order while the caller fills the next.
+    def _sender(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._failure is not None:
+                continue
+            number, data = item
+            try:
+                resp = self.storage.client.upload_part(Bucket=self.storage.bucket, Key=self.s3_key, PartNumber=number,
+                                                       UploadId=self._upload_id, Body=data)
+                self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+            except BaseException as exc:  # noqa: BLE001 - reported to the writing thread
+                self._failure = exc
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            exc = self._failure
+            raise self.storage.error("cannot write", self.key, exc) if isinstance(exc, Exception) else exc
+
+    def _send_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            try:
+                resp = self.storage.client.create_multipart_upload(Bucket=self.storage.bucket, Key=self.s3_key)
+            except (ClientError, BotoCoreError) as exc:
+                raise self.storage.error("cannot write", self.key, exc) from None
+            self._upload_id = resp["UploadId"]
+            self._thread = threading.Thread(target=self._sender, name=f"s3-upload-{self.key}", daemon=True)
+            self._thread.start()
+        self._next_number += 1
+        if self._next_number > MAX_PARTS:
+            raise StorageError(f"{self.storage.url}: {self.key} is larger than {MAX_PARTS} parts; raise part_size")
+        while True:
+            self._raise_failure()
+            try:
+                self._queue.put((self._next_number, data), timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def write(self, data: bytes) -> None:
+        self._raise_failure()
+        self._buffer += data
+        self.size += len(data)
+        while len(self._buffer) >= self.part_size:
+            part = bytes(self._buffer[: self.part_size])
+            del self._buffer[: self.part_size]
+            self._send_part(part)
+
+    def _finish_sender(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _commit(self) -> ObjectInfo:
+        client, bucket = self.storage.client, self.storage.bucket
+        if self._upload_id is None:
+            try:
+                client.put_object(Bucket=bucket, Key=self.s3_key, Body=bytes(self._buffer))
+            except (ClientError, BotoCoreError) as exc:
+                raise self.storage.error("cannot write", self.key, exc) from None
+        else:
+            if self._buffer:
+                self._send_part(bytes(self._buffer))
+            self._buffer = bytearray()
+            self._finish_sender()
+            self._raise_failure()
+            parts = sorted(self._parts, key=lambda p: p["PartNumber"])
+            try:
+                client.complete_multipart_upload(Bucket=bucket, Key=self.s3_key, UploadId=self._upload_id,
+                                                 MultipartUpload={"Parts": parts})
+            except (ClientError, BotoCoreError) as exc:
+                raise self.storage.error("cannot write", self.key, exc) from None
+        self._buffer = bytearray()
+        return ObjectInfo(self.key, self.size, datetime.now(timezone.utc))
+
+    def _abort(self) -> None:
+        self._buffer = bytearray()
+        if self._thread is not None:
+            self._failure = self._failure or StorageError("aborted")
+            # Drain so the sender sees the stop marker promptly.
+            try:
+                while True:
+                    self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            self._finish_sender()
+        if self._upload_id is not None:
+            self.storage.client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.s3_key,
+                                                       UploadId=self._upload_id)
