@@ -308,7 +308,7 @@ step_moto_image() {
 
 # ---------------------------------------------------------------- registry
 
-registry_answers() { curl -fsS -o /dev/null --max-time 3 "http://$REGISTRY_ADDR/v2/"; }
+registry_answers() { curl -fs -o /dev/null --max-time 3 "http://$REGISTRY_ADDR/v2/"; }
 
 step_registry() {
 	if registry_answers; then
@@ -383,7 +383,7 @@ step_venv() {
 summary() {
 	log "done in ${SECONDS} s"
 	printf '  %s\n' "${TIMINGS[@]}" >&2
-	"$DOCKER" image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^  maintainer-test/(postgres|python|moto)' | sort >&2 || true
+	"$DOCKER" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^maintainer-test/(postgres|python|moto)' | sort | sed 's/^/  /' >&2 || true
 	echo "  registry: http://$REGISTRY_ADDR/v2/" >&2
 }
 

@@ -1,0 +1,1 @@
+"""Backups in storage: where they live, what their manifest says, which ones exist."""

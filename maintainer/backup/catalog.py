@@ -1,0 +1,177 @@
+"""Which backups exist: listing, finding and reading them, and their drill records.
+
+Only a backup with a readable manifest is listed; anything else under the
+layout (leftovers of failed runs) is invisible here and removed by the backup
+job's clean-up. Every reader (backups, restore, drills, retention, health)
+goes through this module.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pydantic import ValidationError
+
+from maintainer.backup import layout
+from maintainer.backup.manifest import Manifest, Verification
+from maintainer.errors import MaintainerError, ObjectNotFound, StorageError
+from maintainer.storage.base import Storage
+
+
+@dataclass
+class BackupEntry:
+    manifest: Manifest
+    verifications: list[Verification] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+    @property
+    def database(self) -> str:
+        return self.manifest.database
+
+    @property
+    def created(self) -> datetime:
+        return layout.parse_backup_id(self.manifest.id)
+
+    @property
+    def verified(self) -> bool:
+        """A restore drill passed on this backup."""
+        return any(v.passed for v in self.verifications)
+
+    @property
+    def last_verification(self) -> Verification | None:
+        return max(self.verifications, key=lambda v: v.finished, default=None)
+
+    @property
+    def suspicious(self) -> bool:
+        return self.manifest.suspicious
+
+
+class BackupNotFound(MaintainerError):
+    """No complete backup matches what was asked for."""
+
+
+def list_databases(storage: Storage) -> list[str]:
+    names = set()
+    for info in storage.list(layout.ROOT + "/"):
+        parts = layout.split_key(info.key)
+        if parts:
+            names.add(parts[0])
+    return sorted(names)
+
+
+def list_backups(storage: Storage, database: str | None = None) -> list[BackupEntry]:
+    """Complete backups (manifest present and valid), newest first."""
+    prefix = layout.database_prefix(database) if database else layout.ROOT + "/"
+    manifests: list[tuple[str, str]] = []
+    verification_keys: dict[tuple[str, str], list[str]] = {}
+    for info in storage.list(prefix):
+        parts = layout.split_key(info.key)
+        if not parts:
+            continue
+        db, backup_id, rest = parts
+        if rest == layout.MANIFEST:
+            manifests.append((db, backup_id))
+        elif rest.startswith(layout.VERIFICATIONS + "/") and rest.endswith(".json"):
+            verification_keys.setdefault((db, backup_id), []).append(info.key)
+    entries: list[BackupEntry] = []
+    for db, backup_id in manifests:
+        manifest = _read_manifest_or_none(storage, db, backup_id)
+        if manifest is None:
+            continue
+        verifications = [v for key in verification_keys.get((db, backup_id), [])
+                         if (v := _read_verification_or_none(storage, key)) is not None]
+        entries.append(BackupEntry(manifest, verifications))
+    entries.sort(key=lambda e: (e.id, e.database), reverse=True)
+    return entries
+
+
+def read_manifest(storage: Storage, database: str, backup_id: str) -> Manifest:
+    """The manifest of one backup; BackupNotFound if it is missing or unreadable."""
+    key = layout.manifest_key(database, backup_id)
+    try:
+        raw = storage.get_bytes(key)
+    except ObjectNotFound:
+        raise BackupNotFound(f"backup {database}/{backup_id} does not exist in {storage.url}") from None
+    try:
+        return Manifest.model_validate_json(raw)
+    except (ValidationError, ValueError) as exc:
+        raise BackupNotFound(f"backup {database}/{backup_id}: manifest is not valid: {str(exc).splitlines()[0]}") from None
+
+
+def _read_manifest_or_none(storage: Storage, database: str, backup_id: str) -> Manifest | None:
+    try:
+        manifest = read_manifest(storage, database, backup_id)
+    except BackupNotFound:
+        return None
+    if manifest.id != backup_id or manifest.database != database:
+        return None
+    return manifest
+
+
+def _read_verification_or_none(storage: Storage, key: str) -> Verification | None:
+    try:
+        return Verification.model_validate_json(storage.get_bytes(key))
+    except (ObjectNotFound, ValidationError, ValueError):
+        return None
+
+
+def write_verification(storage: Storage, record: Verification) -> str:
+    """Store a drill's record beside the backup; returns its key."""
+    key = layout.verification_key(record.database, record.backup_id, record.run_id)
+    storage.put(key, record.model_dump_json(indent=2).encode())
+    return key
+
+
+def write_manifest(storage: Storage, manifest: Manifest) -> str:
+    """Store the manifest; call only after every object is stored and checked."""
+    key = layout.manifest_key(manifest.database, manifest.id)
+    storage.put(key, manifest.model_dump_json(indent=2).encode())
+    return key
+
+
+def find_backup(storage: Storage, database: str, *, backup_id: str | None = None,
+                before: datetime | None = None, prefer_verified: bool = True,
+                allow_unverified: bool = True) -> tuple[BackupEntry, str]:
+    """Pick one complete backup and say why it was chosen.
+
+    By id when given; otherwise the newest (older than ``before`` if given),
+    preferring a verified one when ``prefer_verified``. With
+    ``allow_unverified`` false, only verified backups qualify.
+    Raises BackupNotFound with what exists.
+    """
+    entries = list_backups(storage, database)
+    if backup_id:
+        for entry in entries:
+            if entry.id == backup_id:
+                return entry, f"backup {backup_id} as requested"
+        raise BackupNotFound(f"no complete backup {database}/{backup_id} in {storage.url}",
+                             hint=f"list them with: maintainer backups --database {database}")
+    if before is not None:
+        before = before if before.tzinfo else before.replace(tzinfo=timezone.utc)
+        entries = [e for e in entries if e.created < before]
+    if not entries:
+        when = f" older than {before.isoformat()}" if before else ""
+        raise BackupNotFound(f"no complete backup of {database}{when} in {storage.url}")
+    verified = [e for e in entries if e.verified]
+    if verified and (prefer_verified or not allow_unverified):
+        chosen = verified[0]
+        newer = entries.index(chosen)
+        note = "newest verified backup" + (f" ({newer} newer unverified backup(s) skipped; --any allows them)" if newer else "")
+        return chosen, note
+    if not allow_unverified:
+        raise BackupNotFound(f"no verified backup of {database} in {storage.url} (newest unverified: {entries[0].id})",
+                             hint="pass --any to restore an unverified backup")
+    return entries[0], "newest backup (not verified by a restore drill)"
+
+
+def dumps(data: dict) -> bytes:
+    return json.dumps(data, indent=2, default=str).encode()
+
+
+__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "find_backup", "list_backups", "list_databases",
+           "read_manifest", "write_manifest", "write_verification"]
