@@ -101,7 +101,7 @@ def plan_retention(items: Sequence[RetentionItem], policy: "Retention", now: dat
     good_kept = [i for i in good if i.id in keep]
     oldest_good = _utc(good_kept[-1].time) if good_kept else None
     for item in ordered:
-        if item.suspicious and (oldest_good is None or _utc(item.time) >= oldest_good):
+        if item.suspicious and item.id not in keep and (oldest_good is None or _utc(item.time) >= oldest_good):
             add(item.id, "suspicious, inside the kept window")
 
     delete = [i.id for i in ordered if i.id not in keep]

@@ -130,7 +130,7 @@ def test_a_suspicious_newest_backup_is_kept_but_the_good_ones_keep_their_slots()
     items = [item(0), item(24), item(48, suspicious=True)]
     plan = plan_retention(items, Retention(keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0), NOW)
     assert plan.keep[item(48).id][0] == "newest"
-    assert plan.keep[item(24).id] == ["last 1"]
+    assert plan.keep[item(24).id] == ["newest good", "last 1"]
     assert plan.delete == [item(0).id]
 
 
