@@ -1,0 +1,1 @@
+"""Restoring backups: check files, drill containers, verified streams, incident restore."""
