@@ -34,8 +34,14 @@ def run_job(config: "Config", name: str, *, dry_run: bool = False, run_id: str |
     job = build_job(config, name)
     run_id = run_id or new_run_id()
     ctx = RunContext(config, name, run_id, dry_run=dry_run, cancel=cancel)
+    # Run history and notifications for every real run (never for a dry run).
+    from maintainer.daemon.hooks import RunHooks
+
+    hooks = None if dry_run else RunHooks.for_config(config, name)
     with run_context(name, run_id):
         log.info("job.started", type=job.type_name, dry_run=dry_run)
+        if hooks is not None:
+            hooks.started(name, job.type_name, run_id, utcnow())
         try:
             result = job.run(ctx)
         except Interrupted as exc:
@@ -53,4 +59,6 @@ def run_job(config: "Config", name: str, *, dry_run: bool = False, run_id: str |
             log.info("job.finished", status=result.status, duration=round(result.duration, 3), **result.figures)
         else:
             log.error("job.failed", status=result.status, duration=round(result.duration, 3), errors=result.errors)
+        if hooks is not None:
+            hooks.finished(result)
     return result
