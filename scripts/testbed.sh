@@ -110,23 +110,33 @@ step_packages() {
 
 docker_answers() { timeout 10 "$DOCKER" info >/dev/null 2>&1; }
 
+# A live (not zombie) dockerd process exists.
+dockerd_alive() {
+	local pid state
+	for pid in $(pgrep -x dockerd || true); do
+		state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
+		[ -n "$state" ] && [ "$state" != Z ] && return 0
+	done
+	return 1
+}
+
 step_dockerd() {
 	if docker_answers; then
 		log "docker engine is running"
 		return
 	fi
-	if ! pgrep -x dockerd >/dev/null; then
-		if [ -e /var/run/docker.pid ]; then
-			log "removing stale /var/run/docker.pid (no dockerd process)"
-			rm -f /var/run/docker.pid
-		fi
-		log "starting dockerd (log: $DOCKERD_LOG)"
-		setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 < /dev/null &
-	else
-		log "dockerd process exists; waiting for it to answer"
-	fi
-	local deadline=$((SECONDS + 60))
+	local deadline=$((SECONDS + 60)) started=0
 	until [ -S /var/run/docker.sock ] && docker_answers; do
+		if ! dockerd_alive; then
+			[ "$started" = 0 ] || { tail -n 15 "$DOCKERD_LOG" >&2 || true; die "dockerd exited (log: $DOCKERD_LOG)"; }
+			if [ -e /var/run/docker.pid ]; then
+				log "removing stale /var/run/docker.pid (no dockerd process)"
+				rm -f /var/run/docker.pid
+			fi
+			log "starting dockerd (log: $DOCKERD_LOG)"
+			setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 < /dev/null &
+			started=1
+		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
 			tail -n 15 "$DOCKERD_LOG" >&2 || true
 			die "docker engine did not answer within 60 s (log: $DOCKERD_LOG)"
@@ -270,7 +280,7 @@ build_dockerfile_image() {
 	cp -a "$context/." "$scratch/"
 	[ "$prepare" = - ] || "$prepare" "$scratch"
 	log "docker build $image from ${context#"$REPO_ROOT"/} (log: $logf)"
-	if ! "$DOCKER" build --label "maintainer.testbed.hash=$hash" -t "$image" "${args[@]}" "$scratch" >"$logf" 2>&1; then
+	if ! "$DOCKER" build --force-rm --label "maintainer.testbed.hash=$hash" -t "$image" "${args[@]}" "$scratch" >"$logf" 2>&1; then
 		tail -n 10 "$logf" >&2
 		die "docker build of $image failed (log: $logf)"
 	fi

@@ -12,7 +12,7 @@ import docker.errors
 import psycopg
 import pytest
 
-from support.docker_resources import docker_labels, unique_name
+from support.docker_resources import run_to_completion, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -57,14 +57,9 @@ def test_image_honours_user_database_and_password(postgres_factory):
 
 
 def test_image_refuses_to_initialise_without_a_password(docker_client, pg_image):
-    container = docker_client.containers.run(
-        pg_image, detach=True, labels=docker_labels(), name=unique_name("maintainer-test-nopw")
-    )
-    try:
-        assert container.wait(timeout=60)["StatusCode"] != 0
-        assert "superuser password is not specified" in container.logs().decode()
-    finally:
-        container.remove(force=True, v=True)
+    status, output = run_to_completion(docker_client, pg_image, timeout=60)
+    assert status != 0
+    assert "superuser password is not specified" in output
 
 
 def test_initdb_scripts_run_before_the_server_is_ready(postgres_factory):
@@ -95,14 +90,10 @@ def test_extra_server_arguments_take_effect(postgres_factory):
 
 def test_server_is_reachable_by_alias_on_a_docker_network(postgres_factory, docker_network, docker_client, pg_image):
     server = postgres_factory(network=docker_network, alias="postgres")
-    output = docker_client.containers.run(
-        pg_image,
-        ["psql", server.internal_dsn(), "-Atc", "SELECT 40 + 2"],
-        network=docker_network,
-        labels=docker_labels(),
-        remove=True,
+    status, output = run_to_completion(
+        docker_client, pg_image, ["psql", server.internal_dsn(), "-Atc", "SELECT 40 + 2"], network=docker_network
     )
-    assert output.decode().strip() == "42"
+    assert (status, output.strip()) == (0, "42")
 
 
 def test_s3_put_and_get(s3_server, s3_bucket):

@@ -66,3 +66,19 @@ def remove_test_resources(client: docker.DockerClient) -> list[str]:
             except docker.errors.NotFound:
                 pass
     return removed
+
+
+def run_to_completion(
+    client: docker.DockerClient, image: str, command: list[str] | None = None, timeout: float = 120, **kwargs
+) -> tuple[int, str]:
+    """Run a labelled one-off container, wait for it, and remove it with its volumes
+    (``containers.run(remove=True)`` would leave the image's anonymous volumes behind).
+    Returns (exit code, combined output)."""
+    container = client.containers.run(
+        image, command, detach=True, labels=docker_labels(), name=unique_name("maintainer-test-run"), **kwargs
+    )
+    try:
+        status = container.wait(timeout=timeout)["StatusCode"]
+        return status, container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True, v=True)
