@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from maintainer import redact
 from maintainer.config.jobs import JOB_MODELS
@@ -166,7 +166,7 @@ def _mark_unavailable(config: Config, unavailable: list[str]) -> None:
         return
 
     def walk(obj: Any) -> None:
-        if not hasattr(obj, "model_fields"):
+        if not isinstance(obj, BaseModel):
             if isinstance(obj, dict):
                 for v in obj.values():
                     walk(v)
@@ -193,7 +193,7 @@ def _register_model_secrets(config: Config) -> None:
             return
         if isinstance(obj, SecretStr):
             redact.register(obj.get_secret_value())
-        elif hasattr(obj, "model_fields"):
+        elif isinstance(obj, BaseModel):
             for name in type(obj).model_fields:
                 walk(getattr(obj, name))
         elif isinstance(obj, dict):
