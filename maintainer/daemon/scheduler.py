@@ -1,0 +1,118 @@
+"""APScheduler 3, configured from schedules.yaml: when each job runs.
+
+The rules, all enforced by APScheduler with the options set here:
+
+* each enabled job fires on its cron schedule in the config's time zone,
+  delayed by a random 0..``daemon.jitter``;
+* never two runs of the same job at once (``max_instances=1``): a fire time
+  that arrives while the job still runs is skipped and logged;
+* at most ``daemon.max_concurrent_jobs`` runs at once (the executor's
+  worker pool); more due jobs wait for a free worker;
+* missed fire times (the container was stopped, the host slept) are
+  coalesced into one run if the newest of them is less than
+  ``daemon.misfire_grace`` old, and skipped (logged) otherwise.
+
+The scheduler object is injectable, so the tests drive these rules with a
+controllable clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from datetime import datetime
+from typing import TYPE_CHECKING, Callable
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import (EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED,
+                                JobEvent)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+
+from maintainer.daemon.triggers import cron_trigger
+from maintainer.logs import get_logger
+
+if TYPE_CHECKING:
+    from maintainer.config.models import Config
+
+log = get_logger("scheduler")
+
+
+class JobScheduler:
+    """Runs ``run(job_name)`` for each enabled job of the config on time."""
+
+    def __init__(self, config: "Config", run: Callable[[str], None], scheduler: BaseScheduler | None = None):
+        self._run = run
+        self.config = config
+        self.workers = config.daemon.max_concurrent_jobs
+        self.scheduler = scheduler if scheduler is not None else BackgroundScheduler()
+        self.scheduler.configure(
+            timezone=ZoneInfo(config.timezone),
+            executors={"default": ThreadPoolExecutor(max_workers=self.workers)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+            logger=logging.getLogger("maintainer.apscheduler"),
+        )
+        # What happened to fire times, newest last: (kind, job, scheduled time).
+        self.events: deque[tuple[str, str, datetime]] = deque(maxlen=200)
+        self.scheduler.add_listener(self._on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
+                                    | EVENT_JOB_SUBMITTED)
+        self._add_jobs(config)
+
+    def _add_jobs(self, config: "Config") -> None:
+        grace = int(config.daemon.misfire_grace.total_seconds()) or 1
+        for name, spec in config.jobs.items():
+            if not spec.enabled:
+                continue
+            trigger = cron_trigger(spec.schedule, config.timezone, config.daemon.jitter)
+            self.scheduler.add_job(self._run, trigger, args=[name], id=name, name=name, replace_existing=True,
+                                   misfire_grace_time=grace, coalesce=True, max_instances=1)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def reload(self, config: "Config") -> None:
+        """Replace the jobs with those of ``config``; runs in progress go on.
+
+        A job keeps its id (its name), so a run of it that is still going
+        still blocks a second one. The worker pool size is fixed at start.
+        """
+        if config.daemon.max_concurrent_jobs != self.workers:
+            log.warning("daemon.reload.restart_needed", setting="daemon.max_concurrent_jobs",
+                        running_with=self.workers)
+        self.scheduler.remove_all_jobs()
+        self._add_jobs(config)
+        self.config = config
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        """Enabled job -> its next fire time (jitter included)."""
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
+
+    def shutdown(self) -> None:
+        """Start nothing more; runs in progress are not waited for here."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    @property
+    def alive(self) -> bool:
+        """The scheduler is started and its thread (if it has one) is running."""
+        if not self.scheduler.running:
+            return False
+        thread = getattr(self.scheduler, "_thread", None)
+        return thread is None or thread.is_alive()
+
+    def _on_event(self, event: JobEvent) -> None:
+        times = getattr(event, "scheduled_run_times", None) or [getattr(event, "scheduled_run_time", None)]
+        when = times[-1]
+        if event.code == EVENT_JOB_SUBMITTED:
+            self.events.append(("submitted", event.job_id, when))
+        elif event.code == EVENT_JOB_MISSED:
+            self.events.append(("missed", event.job_id, when))
+            log.warning("schedule.missed", job=event.job_id, scheduled=when,
+                        reason="older than daemon.misfire_grace when it could start")
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.events.append(("skipped", event.job_id, when))
+            log.warning("schedule.skipped", job=event.job_id, scheduled=when, reason="the previous run is still going")
+        elif event.code == EVENT_JOB_ERROR:
+            self.events.append(("error", event.job_id, when))
+            log.error("schedule.run_crashed", job=event.job_id, error=repr(getattr(event, "exception", None)))
