@@ -87,6 +87,9 @@ class DockerPruneJob(JobBase):
     networks: PruneToggle = Field(default_factory=PruneToggle)
     build_cache: PruneAged = Field(default_factory=PruneAged)
     volumes: PruneVolumes = Field(default_factory=PruneVolumes)
+    label_filter: list[str] = Field(default_factory=list, description=(
+        "only objects carrying all these labels (KEY or KEY=VALUE) are candidates, e.g. "
+        "com.docker.compose.project=myapp; build cache has no labels and is skipped when set"))
 
 
 class RegistryAuth(Strict):
@@ -136,6 +139,9 @@ class RestoreDrillJob(JobBase):
     amcheck: bool = Field(False, description="verify all B-tree indexes with amcheck")
     estimate_tolerance: float = Field(0.1, ge=0, le=1, description="allowed relative difference for estimated row counts")
     network: str | None = Field(None, description="docker network for the drill container (default: a private bridge)")
+    tmpfs: bool = Field(False, description="keep the drill's data directory in memory (counts against memory)")
+    maintenance_work_mem: str = Field("512MB", pattern=r"^\d+(kB|MB|GB)$", description="for index builds during the restore")
+    labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the drill container")
 
 
 JobSpec = Annotated[

@@ -1,0 +1,1 @@
+"""Base-image updates: registry digests, pulls and untagging."""
