@@ -1,5 +1,106 @@
-"""CLI commands for this area; see the issue that builds them."""
+"""`maintainer daemon`, `maintainer status` and `maintainer healthcheck`."""
 
 from __future__ import annotations
 
-COMMANDS: list = []
+import json
+import sys
+
+import click
+
+from maintainer.cli.main import App, pass_app
+from maintainer.cli.output import age, echo, human_duration, print_json, table
+
+
+@click.command()
+@pass_app
+def daemon(app: App) -> None:
+    """Run every job on its schedule, serve /health and /metrics, until SIGTERM.
+
+    SIGHUP reloads the config file (an invalid one is rejected and logged).
+    """
+    from maintainer.daemon.service import Daemon
+
+    sys.exit(Daemon(app.path, app.config()).serve())
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def status(app: App, as_json: bool) -> None:
+    """Per job: the last run, its result, and the next run."""
+    from maintainer.daemon.triggers import next_fire
+    from maintainer.history import History
+
+    config = app.config()
+    history = History(config.daemon.state_dir)
+    jobs = []
+    for name, spec in config.jobs.items():
+        last = history.last_run(name)
+        nxt = next_fire(spec.schedule, config.timezone) if spec.enabled else None
+        jobs.append({"job": name, "type": spec.type, "schedule": spec.schedule, "enabled": spec.enabled,
+                     "next_run": nxt.isoformat() if nxt else None,
+                     "consecutive_failures": history.consecutive_failures(name),
+                     "last_run": last.to_dict() if last else None})
+    if as_json:
+        print_json({"state_dir": config.daemon.state_dir, "history": history.path.exists(), "jobs": jobs})
+        return
+    if not history.path.exists():
+        echo(f"no run history yet at {history.path}", err=True)
+    rows = []
+    for job in jobs:
+        last = job["last_run"]
+        if last:
+            from datetime import datetime
+
+            started = datetime.fromisoformat(last["started"])
+            result = last["status"].upper() if last["status"] == "failed" else last["status"]
+            error = "; ".join(last["errors"])
+            rows.append([job["job"], job["type"], f"{age(started)} ago", result, human_duration(last["duration"]),
+                         job["next_run"] or "disabled", error[:80]])
+        else:
+            rows.append([job["job"], job["type"], "never", "-", "-", job["next_run"] or "disabled", ""])
+    echo(table(["job", "type", "last run", "result", "took", "next run", "error"], rows))
+
+
+@click.command()
+@click.option("--url", envvar="MAINTAINER_HEALTH_URL", metavar="URL",
+              help="Health URL [default: from daemon.listen in the config; env MAINTAINER_HEALTH_URL].")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for an answer.")
+@pass_app
+def healthcheck(app: App, url: str | None, timeout: float) -> None:
+    """Exit 0 when the daemon's /health answers 200, else 1 (for HEALTHCHECK)."""
+    import urllib.error
+    import urllib.request
+
+    from maintainer.errors import MaintainerError
+
+    try:
+        if not url:
+            from maintainer.httpserver import health_url
+
+            url = health_url(app.config().daemon.listen)
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local daemon
+            body, code = response.read(), response.status
+    except urllib.error.HTTPError as exc:
+        body, code = exc.read(), exc.code
+    except MaintainerError as exc:
+        echo(f"unhealthy: {exc.message}", err=True)
+        sys.exit(1)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        echo(f"unhealthy: the daemon does not answer at {url}: {reason}", err=True)
+        sys.exit(1)
+    try:
+        report = json.loads(body)
+    except ValueError:
+        report = {}
+    if code == 200:
+        echo("healthy")
+        sys.exit(0)
+    failing = report.get("failing") or [{"message": f"HTTP {code}"}]
+    for condition in failing:
+        echo(f"unhealthy: {condition.get('message')}", err=True)
+    sys.exit(1)
+
+
+COMMANDS = [daemon, status, healthcheck]

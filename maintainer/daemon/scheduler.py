@@ -39,6 +39,15 @@ if TYPE_CHECKING:
 log = get_logger("scheduler")
 
 
+def _apscheduler_logger() -> logging.Logger:
+    """APScheduler's own lines go through maintainer's formatter; only its
+    warnings, unless --debug (its info lines repeat what we log better)."""
+    logger = logging.getLogger("maintainer.apscheduler")
+    if not logging.getLogger("maintainer").isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
+    return logger
+
+
 class JobScheduler:
     """Runs ``run(job_name)`` for each enabled job of the config on time."""
 
@@ -51,7 +60,7 @@ class JobScheduler:
             timezone=ZoneInfo(config.timezone),
             executors={"default": ThreadPoolExecutor(max_workers=self.workers)},
             job_defaults={"coalesce": True, "max_instances": 1},
-            logger=logging.getLogger("maintainer.apscheduler"),
+            logger=_apscheduler_logger(),
         )
         # What happened to fire times, newest last: (kind, job, scheduled time).
         self.events: deque[tuple[str, str, datetime]] = deque(maxlen=200)

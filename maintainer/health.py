@@ -1,0 +1,253 @@
+"""Is the deployment protected? The answer behind /health, /metrics and alerts.
+
+Healthy means all of:
+
+* the scheduler is alive;
+* for every database in the config, the newest complete backup (one with a
+  manifest) is younger than its ``max_backup_age``;
+* for every database, the newest passed restore drill is younger than its
+  ``max_drill_age`` (a drill's Verification record beside a backup, or an ok
+  run of a restore_drill job naming the database);
+* no job failed its last ``daemon.failure_threshold`` runs.
+
+``evaluate`` is pure (state in, report out); ``gather_databases`` reads the
+backup catalog of the storages that the database's jobs use, and
+``CatalogCache`` keeps that reading until the run history changes or it ages
+out, so a health probe every 30 s does not list S3 every 30 s.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable
+
+from maintainer.logs import get_logger
+
+if TYPE_CHECKING:
+    from maintainer.config.models import Config
+    from maintainer.history import History
+
+log = get_logger("health")
+
+CATALOG_TTL_SECONDS = 300.0
+
+
+@dataclass
+class DatabaseState:
+    database: str
+    backup_jobs: list[str] = field(default_factory=list)
+    drill_jobs: list[str] = field(default_factory=list)
+    newest_backup_id: str | None = None
+    newest_backup: datetime | None = None  # when it was taken
+    newest_verified: datetime | None = None  # when the newest drill-verified backup was taken
+    newest_size: int | None = None  # stored bytes of the newest backup
+    newest_rows: int | None = None
+    newest_suspicious: bool = False
+    last_drill_passed: datetime | None = None  # when the newest passed drill finished
+    last_drill_restore_seconds: float | None = None
+    storage_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class JobState:
+    job: str
+    type: str
+    consecutive_failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class Condition:
+    check: str  # scheduler | backup_age | drill_age | job_failures | storage
+    ok: bool
+    message: str
+    database: str | None = None
+    job: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class HealthReport:
+    checked_at: datetime
+    conditions: list[Condition]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.conditions)
+
+    @property
+    def failing(self) -> list[Condition]:
+        return [c for c in self.conditions if not c.ok]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": "ok" if self.ok else "failing", "checked_at": self.checked_at.isoformat(),
+                "failing": [c.to_dict() for c in self.failing], "checks": [c.to_dict() for c in self.conditions]}
+
+
+def _age(seconds: float) -> str:
+    from maintainer.cli.output import human_duration
+
+    return human_duration(seconds)
+
+
+def evaluate(config: "Config", now: datetime, *, scheduler_alive: bool,
+             databases: dict[str, DatabaseState], jobs: dict[str, JobState]) -> HealthReport:
+    """The health report for this state. Pure: no I/O, no clock."""
+    conditions = [Condition("scheduler", scheduler_alive,
+                            "scheduler is running" if scheduler_alive else "scheduler is not running")]
+    for name, spec in config.databases.items():
+        state = databases.get(name) or DatabaseState(name)
+        for error in state.storage_errors:
+            conditions.append(Condition("storage", False, f"database {name}: {error}", database=name))
+        max_backup = spec.max_backup_age.total_seconds()
+        if not state.backup_jobs:
+            conditions.append(Condition("backup_age", False, f"database {name}: no pg_backup job backs it up",
+                                        database=name))
+        elif state.newest_backup is None:
+            conditions.append(Condition("backup_age", False, f"database {name}: no complete backup yet", database=name))
+        else:
+            age = (now - state.newest_backup).total_seconds()
+            ok = age < max_backup
+            conditions.append(Condition(
+                "backup_age", ok, f"database {name}: newest complete backup {state.newest_backup_id} is "
+                f"{_age(age)} old (max {_age(max_backup)})", database=name))
+        max_drill = spec.max_drill_age.total_seconds()
+        if state.last_drill_passed is None:
+            why = "" if state.drill_jobs else " (no restore_drill job covers it)"
+            conditions.append(Condition("drill_age", False, f"database {name}: no passed restore drill yet{why}",
+                                        database=name))
+        else:
+            age = (now - state.last_drill_passed).total_seconds()
+            conditions.append(Condition("drill_age", age < max_drill, f"database {name}: newest passed restore "
+                                        f"drill finished {_age(age)} ago (max {_age(max_drill)})", database=name))
+    threshold = config.daemon.failure_threshold
+    for name, state in sorted(jobs.items()):
+        if state.consecutive_failures >= threshold:
+            conditions.append(Condition(
+                "job_failures", False, f"job {name} failed its last {state.consecutive_failures} runs"
+                + (f": {state.last_error}" if state.last_error else ""), job=name))
+    return HealthReport(now, conditions)
+
+
+def job_states(config: "Config", history: "History | None") -> dict[str, JobState]:
+    """Consecutive failures of every configured job, from the run history."""
+    states = {}
+    for name, spec in config.jobs.items():
+        state = JobState(name, spec.type)
+        if history is not None:
+            state.consecutive_failures = history.consecutive_failures(name)
+            if state.consecutive_failures:
+                last = history.last_finished(name)
+                state.last_error = last[0].error_summary if last else None
+        states[name] = state
+    return states
+
+
+def _jobs_of(config: "Config", database: str, type_: str) -> list[str]:
+    return [n for n, s in config.jobs.items() if s.type == type_ and database in getattr(s, "databases", [])]
+
+
+def gather_databases(config: "Config", history: "History | None" = None,
+                     open_storage: Callable | None = None) -> dict[str, DatabaseState]:
+    """Read the catalog of every storage the database's jobs use. Storage
+    failures become ``storage_errors``, never exceptions."""
+    from maintainer.backup.catalog import list_backups
+    from maintainer.errors import MaintainerError
+
+    if open_storage is None:
+        from maintainer.storage import open_storage
+    opened: dict[str, Any] = {}
+    states: dict[str, DatabaseState] = {}
+    for db in config.databases:
+        state = DatabaseState(db, _jobs_of(config, db, "pg_backup"), _jobs_of(config, db, "restore_drill"))
+        storages = []
+        for job in state.backup_jobs + state.drill_jobs:
+            name = config.jobs[job].storage
+            if name not in storages:
+                storages.append(name)
+        entries = []
+        for name in storages:
+            try:
+                if name not in opened:
+                    opened[name] = open_storage(config.storage[name], name=name)
+                entries.extend(list_backups(opened[name], db))
+            except MaintainerError as exc:
+                state.storage_errors.append(f"cannot read storage {name}: {exc.message}")
+            except Exception as exc:  # noqa: BLE001 - health must answer, whatever the storage did
+                state.storage_errors.append(f"cannot read storage {name}: {type(exc).__name__}: {exc}")
+        _fill_from_catalog(state, entries)
+        if history is not None:
+            for job in state.drill_jobs:
+                run = history.last_with_status(job, "ok")
+                if run and run.finished and (state.last_drill_passed is None or run.finished > state.last_drill_passed):
+                    state.last_drill_passed = run.finished
+        states[db] = state
+    return states
+
+
+def _fill_from_catalog(state: DatabaseState, entries: list) -> None:
+    entries = sorted(entries, key=lambda e: e.id, reverse=True)
+    if entries:
+        newest = entries[0]
+        state.newest_backup_id = newest.id
+        state.newest_backup = newest.created
+        state.newest_size = newest.manifest.stored_size
+        state.newest_rows = newest.manifest.total_rows
+        state.newest_suspicious = newest.suspicious
+    verified = [e for e in entries if e.verified]
+    if verified:
+        state.newest_verified = verified[0].created
+    records = [v for e in entries for v in e.verifications]
+    passed = [v for v in records if v.passed]
+    if passed:
+        last = max(passed, key=lambda v: v.finished)
+        state.last_drill_passed = _utc(last.finished)
+    if records:
+        state.last_drill_restore_seconds = max(records, key=lambda v: v.finished).restore_seconds
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+class CatalogCache:
+    """gather_databases, re-read when the run history changed or after ``ttl`` seconds."""
+
+    def __init__(self, config_getter: Callable[[], "Config"], history: "History | None",
+                 ttl: float = CATALOG_TTL_SECONDS, gather: Callable = gather_databases):
+        self._config = config_getter
+        self.history = history
+        self.ttl = ttl
+        self._gather = gather
+        self._lock = threading.Lock()
+        self._key: Any = None
+        self._at = 0.0
+        self._value: dict[str, DatabaseState] = {}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._key = None
+
+    def get(self) -> dict[str, DatabaseState]:
+        config = self._config()
+        marker = self.history.change_marker() if self.history is not None else None
+        key = (id(config), marker)
+        with self._lock:
+            if key == self._key and time.monotonic() - self._at < self.ttl:
+                return self._value
+            self._value = self._gather(config, self.history)
+            self._key, self._at = key, time.monotonic()
+            return self._value
+
+
+def check(config: "Config", history: "History | None", cache: CatalogCache, scheduler_alive: bool,
+          now: datetime | None = None) -> HealthReport:
+    """The current health report (reads the history, and the catalog through the cache)."""
+    now = now or datetime.now(timezone.utc)
+    return evaluate(config, now, scheduler_alive=scheduler_alive, databases=cache.get(),
+                    jobs=job_states(config, history))
