@@ -24,6 +24,7 @@ import urllib.request
 from typing import TYPE_CHECKING, Any, Callable
 
 from maintainer import redact
+from maintainer.errors import MaintainerError
 from maintainer.logs import get_logger
 
 if TYPE_CHECKING:
@@ -67,20 +68,19 @@ class Notifier:
 
     def run_started(self, job: str, run_id: str) -> None:
         for index, target in enumerate(self.spec.targets):
-            if target.type == "ping":
-                self._send(index, target, ping_url(_url(target), "start"), f"started {job} {run_id}".encode(),
-                           "text/plain")
+            if target.type == "ping" and (url := _url(index, target)):
+                self._send(index, target, ping_url(url, "start"), f"started {job} {run_id}".encode(), "text/plain")
 
     def run_finished(self, result: "JobResult", notify_success: bool | None = None) -> None:
         on_success = self.spec.on_success if notify_success is None else notify_success
         for index, target in enumerate(self.spec.targets):
-            if target.type == "ping":
+            if target.type == "ping" and (url := _url(index, target)):
                 body = "\n".join([f"{result.job} {result.status} run {result.run_id}", *result.summary, *result.errors])
                 phase = "success" if result.ok else "failure"
-                self._send(index, target, ping_url(_url(target), phase), redact.scrub(body).encode(), "text/plain")
-            elif should_send_webhook(result, on_success):
+                self._send(index, target, ping_url(url, phase), redact.scrub(body).encode(), "text/plain")
+            elif target.type == "webhook" and should_send_webhook(result, on_success) and (url := _url(index, target)):
                 body = redact.scrub(json.dumps(webhook_payload(result), default=str, ensure_ascii=False))
-                self._send(index, target, _url(target), body.encode(), "application/json")
+                self._send(index, target, url, body.encode(), "application/json")
 
     def _send(self, index: int, target: "NotifyTarget", url: str, body: bytes, content_type: str) -> bool:
         """POST with bounded retries; True when a 2xx arrived. Never raises."""
@@ -106,8 +106,13 @@ class Notifier:
         return False
 
 
-def _url(target: "NotifyTarget") -> str:
-    return target.url.get_secret_value()
+def _url(index: int, target: "NotifyTarget") -> str | None:
+    """The target's URL, or None (logged) when its secret file could not be read."""
+    try:
+        return target.url.get_secret_value()
+    except MaintainerError as exc:
+        log.warning("notify.unavailable", target=f"{target.type}#{index + 1}", error=exc.message)
+        return None
 
 
 def _reason(exc: BaseException) -> str:
