@@ -42,6 +42,8 @@ class ClientSpec(Strict):
     image: str = Field("postgres:{major}", description="image template for the container client")
     network: str | None = Field(None, description="docker network of the database, for the container client")
     container: str | None = Field(None, description="the database container, for docker exec")
+    host: str | None = Field(None, description="the server's host as the client sees it (default: the database's host; exec: 127.0.0.1)")
+    port: int | None = Field(None, ge=1, le=65535, description="the server's port as the client sees it (default: the database's port; exec: 5432)")
 
 
 class DatabaseSpec(Strict):

@@ -1,13 +1,318 @@
-"""The pg_backup job. (Being written: see its issue.)"""
+"""The pg_backup job: dump each database, store its server's roles beside it, write
+the manifest last, then apply retention to that database's backups only.
+
+For each database, in order:
+ 1. remove leftovers of earlier failed runs (manifest-less objects, multipart uploads);
+ 2. open a REPEATABLE READ transaction and export its snapshot; read the server version;
+ 3. pick a pg_dump at least as new as the server (local, container or exec);
+ 4. stream ``pg_dump --format=custom --compress=0 --snapshot=...`` through zstd and
+    SHA-256 into storage while the same snapshot is counted (rows, objects);
+ 5. store ``pg_dumpall --globals-only`` (dumped once per server per run);
+ 6. compare with the previous backup (suspicious when rows or size fell sharply);
+ 7. write manifest.json; 8. plan and apply retention.
+A failure in one database fails the run but the others still run.
+"""
 
 from __future__ import annotations
 
-from maintainer.errors import JobError
-from maintainer.jobs.base import Job, JobResult, RunContext
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from maintainer import __version__
+from maintainer.backup import catalog, layout
+from maintainer.backup.manifest import Manifest, StoredObject, TableCount
+from maintainer.backup.pipeline import StreamResult
+from maintainer.backup.retention import RetentionItem, RetentionPlan, plan_retention
+from maintainer.config.jobs import PgBackupJob as PgBackupSpec
+from maintainer.config.models import DatabaseSpec
+from maintainer.errors import DatabaseError, Interrupted, JobError, MaintainerError
+from maintainer.jobs.base import Event, Job, JobResult, RunContext, utcnow
+from maintainer.postgres import inventory
+from maintainer.postgres.client import Client, choose_client
+from maintainer.postgres.connection import client_env, export_snapshot, server_version
+from maintainer.postgres.dump import MemoryWriter, run_into
+from maintainer.storage.base import Storage
+
+PG_DUMP_MAGIC = b"PGDMP"
+
+
+@dataclass
+class Globals:
+    data: bytes  # zstd-compressed
+    raw_size: int
+    raw_sha256: str
+    sha256: str
+    note: str | None = None
 
 
 class PgBackupJob(Job):
     type_name = "pg_backup"
+    spec: PgBackupSpec
 
     def run(self, ctx: RunContext) -> JobResult:
-        raise JobError("the pg_backup job is not implemented yet")
+        result = self.new_result(ctx)
+        storage = ctx.storage(self.spec.storage)
+        globals_cache: dict[tuple[str, int], Globals | MaintainerError] = {}
+        stored = kept = deleted = 0
+        for name in self.spec.databases:
+            ctx.check_cancelled()
+            db = self.config.database(name)
+            try:
+                if ctx.dry_run:
+                    result.summary.extend(self._plan(ctx, storage, name, db))
+                    continue
+                manifest, plan = self._backup(ctx, storage, name, db, globals_cache)
+            except Interrupted:
+                raise
+            except MaintainerError as exc:
+                ctx.log.error("backup.failed", database=name, error=exc.message)
+                result.fail(f"{name}: {exc.message}")
+                result.summary.append(f"{name}: FAILED: {exc.message}")
+                continue
+            stored += manifest.stored_size
+            kept += len(plan.keep)
+            deleted += len(plan.delete)
+            result.details.setdefault("backups", []).append(
+                {"database": name, "id": manifest.id, "raw_size": manifest.raw_size, "stored_size": manifest.stored_size,
+                 "duration": manifest.duration, "total_rows": manifest.total_rows, "suspicious": manifest.suspicious,
+                 "kept": list(plan.keep), "deleted": plan.delete})
+            result.summary.append(_summary_line(manifest, plan))
+            if manifest.suspicious:
+                message = f"backup {name}/{manifest.id} is suspicious: " + "; ".join(manifest.suspicious_reasons)
+                ctx.log.warning("backup.suspicious", database=name, backup=manifest.id, reasons=manifest.suspicious_reasons)
+                result.events.append(Event("backup.suspicious", message, {"database": name, "backup": manifest.id}))
+                result.summary.append(f"  warning: {message}")
+        result.figures.update(bytes_stored=stored, backups_kept=kept, backups_deleted=deleted,
+                              databases=len(self.spec.databases),
+                              databases_failed=sum(1 for e in result.errors))
+        return result
+
+    # -- one database --------------------------------------------------
+    def _backup(self, ctx: RunContext, storage: Storage, name: str, db: DatabaseSpec,
+                globals_cache: dict) -> tuple[Manifest, RetentionPlan]:
+        removed = remove_leftovers(storage, name)
+        if removed:
+            ctx.log.info("backup.leftovers_removed", database=name, count=len(removed))
+        started = utcnow()
+        t0 = time.monotonic()
+        backup_id = unique_backup_id(storage, name, started)
+        dbname = db.dbname or name
+        with export_snapshot(db, name) as snap:
+            server = server_version(snap.conn)
+            client = choose_client(db, name, server)
+            ctx.log.info("backup.started", database=name, backup=backup_id, server=server.text,
+                         client=client.description, pg_dump=client.version)
+            counts = _Counter(snap.conn, self.spec)
+            counts.start()
+            try:
+                dump_key = layout.object_key(name, backup_id, layout.DUMP)
+                args = ["--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", *client.connection_args(dbname)]
+                with storage.open_writer(dump_key) as writer:
+                    dumped = run_into(client, "pg_dump", args, client_env(db), writer, level=self.spec.compression_level,
+                                      cancel=ctx.cancel, what=f"dump of {name}")
+                    check_dump(name, dumped)
+            except BaseException:
+                snap.conn.cancel()  # stop a long count at once; the backup failed anyway
+                raise
+            finally:
+                counts.join()
+        if counts.error is not None:
+            storage.delete(dump_key)
+            raise counts.error
+        objects = [StoredObject(name="dump", key=dump_key, format="pg_dump-custom", raw_size=dumped.raw_size,
+                                stored_size=writer.size, sha256=dumped.sha256, raw_sha256=dumped.raw_sha256)]
+        if self.spec.globals:
+            g = self._globals(ctx, client, db, name, dbname, globals_cache)
+            gkey = layout.object_key(name, backup_id, layout.GLOBALS)
+            info = storage.put(gkey, g.data)
+            objects.append(StoredObject(name="globals", key=gkey, format="sql", raw_size=g.raw_size,
+                                        stored_size=info.size, sha256=g.sha256, raw_sha256=g.raw_sha256,
+                                        **({"note": g.note} if g.note else {})))
+        ctx.check_cancelled()
+        finished = utcnow()
+        row_counts = {k: TableCount(rows=v.rows, exact=v.exact) for k, v in counts.rows.items()}
+        manifest = Manifest(
+            id=backup_id, database=name, dbname=dbname, job=ctx.job_name, run_id=ctx.run_id,
+            server_version=server.text, server_version_num=server.num, server_major=server.major,
+            pg_dump_version=client.version, client=client.description, started=started, finished=finished,
+            duration=round(time.monotonic() - t0, 3),
+            compression={"algorithm": "zstd", "level": self.spec.compression_level},
+            maintainer_version=__version__, objects=objects, row_counts=row_counts, object_counts=counts.objects,
+            total_rows=sum(c.rows for c in row_counts.values()),
+            raw_size=sum(o.raw_size for o in objects), stored_size=sum(o.stored_size for o in objects),
+        )
+        previous = catalog.list_backups(storage, name)
+        reasons = suspicious_reasons(manifest, previous[0].manifest if previous else None, self.spec.suspicious_drop)
+        if reasons:
+            manifest.suspicious = True
+            manifest.suspicious_reasons = reasons
+        catalog.write_manifest(storage, manifest)
+        ctx.log.info("backup.stored", database=name, backup=backup_id, raw_size=manifest.raw_size,
+                     stored_size=manifest.stored_size, rows=manifest.total_rows, duration=manifest.duration)
+        plan = plan_retention(retention_items(catalog.list_backups(storage, name)), self.spec.retention, utcnow())
+        apply_retention(storage, name, plan)
+        if plan.delete:
+            ctx.log.info("backup.retention", database=name, deleted=plan.delete, kept=len(plan.keep))
+        return manifest, plan
+
+    def _globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str,
+                 cache: dict) -> Globals:
+        """pg_dumpall --globals-only, once per server per run; the bytes are small."""
+        server_key = (db.host, db.port)
+        if server_key not in cache:
+            try:
+                cache[server_key] = self._dump_globals(ctx, client, db, name, dbname)
+            except (DatabaseError, JobError) as exc:
+                cache[server_key] = exc
+        found = cache[server_key]
+        if isinstance(found, MaintainerError):
+            raise found
+        return found
+
+    def _dump_globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str) -> Globals:
+        host, port = client.target()
+        base = ["--globals-only", "--host", host, "--port", str(port), "--username", db.user, "--no-password",
+                "--database", dbname]
+        note = None
+        for attempt, extra in enumerate(([], ["--no-role-passwords"])):
+            sink = MemoryWriter()
+            try:
+                res = run_into(client, "pg_dumpall", base + extra, client_env(db), sink, level=self.spec.compression_level,
+                               cancel=ctx.cancel, what=f"globals of {name}'s server")
+                break
+            except DatabaseError as exc:
+                # Without superuser, pg_authid is unreadable: roles are still dumped, without passwords.
+                if attempt == 0 and "pg_authid" in exc.message:
+                    note = "dumped with --no-role-passwords (not a superuser): roles have no passwords"
+                    ctx.log.warning("backup.globals_without_passwords", database=name)
+                    continue
+                raise
+        if res.raw_size == 0:
+            raise DatabaseError(f"globals of {name}'s server: pg_dumpall wrote nothing")
+        return Globals(sink.getvalue(), res.raw_size, res.raw_sha256, res.sha256, note)
+
+    # -- dry run -------------------------------------------------------
+    def _plan(self, ctx: RunContext, storage: Storage, name: str, db: DatabaseSpec) -> list[str]:
+        backup_id = layout.new_backup_id()
+        lines = [f"{name}: would store {layout.backup_prefix(name, backup_id)}"
+                 f"{{{layout.DUMP}, {layout.GLOBALS if self.spec.globals else ''}{', ' if self.spec.globals else ''}{layout.MANIFEST}}}"]
+        try:
+            with export_snapshot(db, name) as snap:
+                server = server_version(snap.conn)
+            client = choose_client(db, name, server)
+            lines.append(f"  server PostgreSQL {server.text}; pg_dump {client.version} ({client.description})")
+        except MaintainerError as exc:
+            lines.append(f"  (cannot check the server now: {exc.message})")
+        entries = catalog.list_backups(storage, name)
+        items = [RetentionItem(backup_id, layout.parse_backup_id(backup_id))] + retention_items(entries)
+        plan = plan_retention(items, self.spec.retention, utcnow())
+        for bid in plan.delete:
+            lines.append(f"  would delete {layout.backup_prefix(name, bid)}")
+        for bid, why in plan.keep.items():
+            if bid != backup_id:
+                lines.append(f"  would keep {bid} ({', '.join(why)})")
+        if not plan.delete:
+            lines.append("  would delete nothing")
+        return lines
+
+
+class _Counter(threading.Thread):
+    """Counts rows and objects on the snapshot connection while pg_dump streams."""
+
+    def __init__(self, conn, spec: PgBackupSpec):
+        super().__init__(daemon=True, name="maintainer-counts")
+        self.conn = conn
+        self.spec = spec
+        self.rows: dict[str, inventory.TableRows] = {}
+        self.objects: dict[str, int] = {}
+        self.error: MaintainerError | None = None
+
+    def run(self) -> None:
+        try:
+            self.rows = inventory.row_counts(self.conn, exact=self.spec.exact_row_counts,
+                                             estimate_above=self.spec.estimate_rows_above)
+            self.objects = inventory.object_counts(self.conn)
+        except MaintainerError as exc:
+            self.error = exc
+        except Exception as exc:  # noqa: BLE001 - reported as the database's failure
+            self.error = DatabaseError(f"cannot count rows and objects: {type(exc).__name__}: {exc}")
+
+
+def check_dump(name: str, dumped: StreamResult) -> None:
+    """A dump that is empty or not a custom-format archive fails the backup."""
+    if dumped.raw_size == 0:
+        raise DatabaseError(f"dump of {name}: pg_dump exited 0 but wrote nothing")
+    if not dumped.head.startswith(PG_DUMP_MAGIC):
+        raise DatabaseError(f"dump of {name}: output is not a pg_dump custom-format archive")
+
+
+def suspicious_reasons(new: Manifest, previous: Manifest | None, drop: float) -> list[str]:
+    """Why ``new`` looks like data loss compared with ``previous`` (empty: it does not)."""
+    if previous is None:
+        return []
+    reasons = []
+    for label, before, after in (("total rows", previous.total_rows, new.total_rows),
+                                 ("raw size", previous.raw_size, new.raw_size)):
+        if before > 0 and (before - after) / before > drop:
+            reasons.append(f"{label} fell from {before} to {after} (more than {drop:.0%}) since {previous.id}")
+    return reasons
+
+
+def retention_items(entries: list[catalog.BackupEntry]) -> list[RetentionItem]:
+    """Backups as retention sees them; the newest verified one is protected."""
+    newest_verified = next((e.id for e in entries if e.verified), None)
+    return [RetentionItem(e.id, e.created, protected=e.id == newest_verified, suspicious=e.suspicious)
+            for e in entries]
+
+
+def apply_retention(storage: Storage, database: str, plan: RetentionPlan) -> None:
+    """Delete what the plan says, manifest first: a half-deleted backup is never listed."""
+    for backup_id in plan.delete:
+        prefix = layout.backup_prefix(database, backup_id)
+        storage.delete(layout.manifest_key(database, backup_id))
+        for info in list(storage.list(prefix)):
+            storage.delete(info.key)
+
+
+def remove_leftovers(storage: Storage, database: str) -> list[str]:
+    """Objects of backups without a manifest, and unfinished uploads, under this database.
+
+    One job backs up a database into a storage at a time (the daemon never runs a
+    job twice at once), so anything unfinished found here belongs to a dead run.
+    """
+    removed = storage.cleanup_incomplete(layout.database_prefix(database), older_than=timedelta(0))
+    by_id: dict[str, list[str]] = {}
+    complete: set[str] = set()
+    for info in storage.list(layout.database_prefix(database)):
+        parts = layout.split_key(info.key)
+        if not parts or parts[0] != database:
+            continue
+        by_id.setdefault(parts[1], []).append(info.key)
+        if parts[2] == layout.MANIFEST:
+            complete.add(parts[1])
+    for backup_id, keys in by_id.items():
+        if backup_id not in complete:
+            for key in keys:
+                storage.delete(key)
+                removed.append(key)
+    return removed
+
+
+def unique_backup_id(storage: Storage, database: str, when: datetime) -> str:
+    """The start time as an id; one second later if that id is taken (bounded)."""
+    for step in range(10):
+        backup_id = layout.new_backup_id(when + timedelta(seconds=step))
+        if not any(True for _ in storage.list(layout.backup_prefix(database, backup_id))):
+            return backup_id
+    raise JobError(f"database {database}: cannot find a free backup id near {when.isoformat()}")
+
+
+def _summary_line(m: Manifest, plan: RetentionPlan) -> str:
+    from maintainer.cli.output import human_duration, human_size
+
+    mark = " SUSPICIOUS" if m.suspicious else ""
+    return (f"{m.database}: backup {m.id}{mark}: {human_size(m.stored_size)} stored ({human_size(m.raw_size)} raw), "
+            f"{m.total_rows} rows in {len(m.row_counts)} tables, {human_duration(m.duration)}, "
+            f"pg_dump {m.pg_dump_version} ({m.client}); retention kept {len(plan.keep)}, deleted {len(plan.delete)}")

@@ -1,0 +1,106 @@
+"""Connections built from a DatabaseSpec, with failures turned into one clear line.
+
+The password goes to libpq inside this process (never onto a command line);
+client tools get it through their environment (see ``client_env``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+
+from maintainer import redact
+from maintainer.config.models import DatabaseSpec
+from maintainer.errors import DatabaseError
+
+
+@dataclass(frozen=True)
+class ServerVersion:
+    text: str  # "15.18"
+    num: int  # 150018
+
+    @property
+    def major(self) -> int:
+        return self.num // 10000
+
+
+def connect(spec: DatabaseSpec, name: str, dbname: str | None = None, *, autocommit: bool = True) -> psycopg.Connection:
+    """An open connection to database entry ``name``; DatabaseError saying why not."""
+    try:
+        return psycopg.connect(spec.conninfo(name, dbname), autocommit=autocommit)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"database {name} ({spec.display(name)}): {describe_error(exc)}") from None
+
+
+def describe_error(exc: BaseException) -> str:
+    """The meaningful part of a libpq/psycopg error, on one line, without secrets."""
+    text = str(exc).strip()
+    fatal = re.search(r"FATAL:\s+(.*)", text)
+    if fatal:
+        reason = fatal.group(1)
+    elif "Connection refused" in text:
+        reason = "connection refused (is the server running and listening there?)"
+    elif "timeout expired" in text or "timed out" in text:
+        reason = "connection timed out"
+    elif "could not translate host name" in text or "Name or service not known" in text:
+        reason = "unknown host name"
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        reason = lines[0] if lines else type(exc).__name__
+        reason = re.sub(r"^connection failed: connection to server at [^:]+ failed: ", "", reason)
+    return redact.scrub(reason.strip())
+
+
+def server_version(conn: psycopg.Connection) -> ServerVersion:
+    row = conn.execute("SELECT current_setting('server_version'), current_setting('server_version_num')::int").fetchone()
+    assert row is not None
+    text = str(row[0]).split()[0]
+    return ServerVersion(text=text, num=int(row[1]))
+
+
+def client_env(spec: DatabaseSpec) -> dict[str, str]:
+    """Environment for pg_dump/pg_dumpall: the password and options, never on argv."""
+    env = {"PGSSLMODE": spec.sslmode, "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "maintainer"}
+    if spec.password is not None:
+        env["PGPASSWORD"] = spec.password.get_secret_value()
+    return env
+
+
+@dataclass
+class Snapshot:
+    """A REPEATABLE READ transaction whose snapshot pg_dump shares (``--snapshot``).
+
+    Keep it open until pg_dump has finished; queries on ``conn`` see exactly
+    the data pg_dump dumps. Closing rolls the transaction back.
+    """
+
+    conn: psycopg.Connection
+    snapshot_id: str
+
+    def close(self) -> None:
+        try:
+            self.conn.rollback()
+        except psycopg.Error:
+            pass
+        self.conn.close()
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def export_snapshot(spec: DatabaseSpec, name: str) -> Snapshot:
+    conn = connect(spec, name, autocommit=False)
+    try:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        row = conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        return Snapshot(conn, str(row[0]))
+    except psycopg.Error as exc:
+        conn.close()
+        raise DatabaseError(f"database {name}: cannot export a snapshot: {describe_error(exc)}") from None

@@ -1,0 +1,95 @@
+"""Helpers shared by the pg_backup integration tests (this module holds no tests).
+
+Configs are built with the real loader (parse_config), databases are filled
+with the real Contrivance example through psql, and restores use the standard
+tools (psql, pg_restore) exactly as restore/README.md tells a person to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import zstandard
+
+from maintainer.config.loader import parse_config
+from maintainer.postgres import inventory
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "contrivance"
+
+
+def pg_env(server) -> dict[str, str]:
+    return {**os.environ, "PGPASSWORD": server.password, "PGHOST": server.host, "PGPORT": str(server.port),
+            "PGUSER": server.user}
+
+
+def psql(server, sql: str | None = None, *, dbname: str | None = None, file: Path | None = None,
+         variables: dict[str, str] | None = None, stop_on_error: bool = True) -> str:
+    args = ["psql", "-X", "-q", "-d", dbname or server.dbname]
+    if stop_on_error:
+        args += ["-v", "ON_ERROR_STOP=1"]
+    for k, v in (variables or {}).items():
+        args += ["-v", f"{k}={v}"]
+    args += ["-f", str(file)] if file else ["-c", sql or ""]
+    out = subprocess.run(args, env=pg_env(server), capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise AssertionError(f"psql failed: {out.stderr}")
+    return out.stdout
+
+
+def load_contrivance(server, dbname: str = "contrivance", scale: int = 1) -> None:
+    """Create ``dbname`` and fill it with the Contrivance-like example."""
+    psql(server, f'CREATE DATABASE "{dbname}"')
+    psql(server, dbname=dbname, file=EXAMPLE / "schema.sql")
+    psql(server, dbname=dbname, file=EXAMPLE / "seed.sql", variables={"scale": str(scale)})
+
+
+def config_for(storage_url: str, databases: dict, *, job: dict | None = None, storage_extra: dict | None = None):
+    """A Config with one storage 'main', the given databases and a job 'backup'."""
+    doc = {
+        "storage": {"main": {"url": storage_url, **(storage_extra or {})}},
+        "databases": databases,
+        "jobs": {"backup": {"type": "pg_backup", "schedule": "0 3 * * *", "databases": list(databases),
+                            "storage": "main", **(job or {})}},
+    }
+    return parse_config(json.dumps(doc), "test-config.yaml")
+
+
+def db_entry(server, dbname: str, **extra) -> dict:
+    return {"host": server.host, "port": server.port, "user": server.user, "password": server.password,
+            "dbname": dbname, "sslmode": "disable", **extra}
+
+
+def s3_storage(s3, bucket: str, prefix: str = "backups") -> tuple[str, dict]:
+    return f"s3://{bucket}/{prefix}", {"endpoint_url": s3.endpoint_url, "region": s3.region, "path_style": True,
+                                       "access_key_id": s3.access_key, "secret_access_key": s3.secret_key,
+                                       "part_size": 5 * 1024 * 1024}
+
+
+def snapshot_counts(server, dbname: str) -> tuple[dict, dict]:
+    """Exact row counts and object counts of a live database, by the manifest's own queries."""
+    with server.connect(dbname) as conn:
+        rows = {k: v.rows for k, v in inventory.row_counts(conn).items()}
+        objects = inventory.object_counts(conn)
+    return rows, objects
+
+
+def restore_with_standard_tools(backup_dir: Path, target, workdir: Path) -> None:
+    """The manual procedure of restore/README.md: zstd -d, psql for globals, pg_restore --create."""
+    env = pg_env(target)
+    subprocess.run(["zstd", "-q", "-d", "-f", str(backup_dir / "globals.sql.zst"), "-o", str(workdir / "globals.sql")],
+                   check=True, timeout=120)
+    subprocess.run(["zstd", "-q", "-d", "-f", str(backup_dir / "dump.pgcustom.zst"), "-o", str(workdir / "dump.pgcustom")],
+                   check=True, timeout=300)
+    subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-f", str(workdir / "globals.sql")], env=env, check=True,
+                   capture_output=True, timeout=120)
+    out = subprocess.run(["pg_restore", "--create", "--exit-on-error", "-d", "postgres", str(workdir / "dump.pgcustom")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+
+
+def decompress(data: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
