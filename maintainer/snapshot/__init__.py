@@ -1,0 +1,1 @@
+"""Configuration snapshots: collect, mask, archive, list, extract and compare."""

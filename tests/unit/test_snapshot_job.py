@@ -1,0 +1,107 @@
+"""config_snapshot of files only (no engine) on a local storage directory: dedupe,
+retention, exclusions, /run/secrets, extraction and the diff summary."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from maintainer.config.models import Config
+from maintainer.jobs.base import new_run_id
+from maintainer.runner import run_job
+from maintainer.snapshot.restore import diff_against_current, extract
+from maintainer.snapshot.store import find_snapshot, list_snapshots, read_members
+from maintainer.storage import open_storage
+
+pytestmark = pytest.mark.unit
+
+
+def make_config(tmp_path: Path, srv: Path, **job) -> Config:
+    spec = {"type": "config_snapshot", "schedule": "0 4 * * *", "storage": "local", "paths": [str(srv)],
+            "exclude": ["*.key"], **job}
+    return Config.model_validate({"storage": {"local": {"url": f"file://{tmp_path / 'store'}"}},
+                                  "jobs": {"snapshot": spec}})
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Path:
+    srv = tmp_path / "srv"
+    (srv / "config").mkdir(parents=True)
+    (srv / "compose.yaml").write_text("services:\n  api:\n    image: app:1\n")
+    (srv / "config" / "app.toml").write_text("port = 8080\n")
+    (srv / "config" / "tls.key").write_text("PRIVATE MATERIAL\n")
+    os.symlink("/run/secrets/maintainer-test-never-read", srv / "config" / "db_password")
+    return srv
+
+
+def storage(config: Config):
+    return open_storage(config.storage["local"], name="local")
+
+
+def test_an_unchanged_setup_is_stored_once_and_a_change_makes_a_new_snapshot(tmp_path, srv):
+    config = make_config(tmp_path, srv)
+    first = run_job(config, "snapshot")
+    assert first.ok, first.errors
+    assert first.figures["stored"] == 1 and first.figures["files"] == 2
+    skipped = {s["path"]: s["reason"] for s in first.details["skipped"]}
+    assert skipped[str(srv / "config" / "tls.key")] == "excluded by *.key"
+    assert skipped[str(srv / "config" / "db_password")] == "secret files are never read"
+
+    again = run_job(config, "snapshot")
+    assert again.ok and again.figures["stored"] == 0
+    assert again.summary[-1].startswith(f"unchanged since snapshot {first.details['snapshot_id']}")
+    assert len(list_snapshots(storage(config), "snapshot")) == 1
+
+    time.sleep(1.1)  # snapshot ids are per second
+    (srv / "config" / "app.toml").write_text("port = 9090\n")
+    changed = run_job(config, "snapshot")
+    assert changed.figures["stored"] == 1
+    assert [e.id for e in list_snapshots(storage(config), "snapshot")] == \
+        [first.details["snapshot_id"], changed.details["snapshot_id"]]
+
+
+def test_retention_deletes_old_snapshots_like_backups(tmp_path, srv):
+    config = make_config(tmp_path, srv, retention={"keep_last": 2, "keep_daily": 0, "keep_weekly": 0,
+                                                   "keep_monthly": 0})
+    ids = []
+    for n in range(3):
+        (srv / "compose.yaml").write_text(f"services: {{}}\n# {n}\n")
+        result = run_job(config, "snapshot")
+        assert result.ok, result.errors
+        ids.append(result.details["snapshot_id"])
+        time.sleep(1.1)
+    assert [e.id for e in list_snapshots(storage(config), "snapshot")] == ids[1:]
+    assert f"deleted snapshot {ids[0]} (retention)" in result.summary
+
+
+def test_a_missing_configured_path_fails_the_run_with_its_name(tmp_path, srv):
+    config = make_config(tmp_path, srv, paths=[str(srv), str(tmp_path / "nope.yaml")])
+    result = run_job(config, "snapshot")
+    assert not result.ok
+    assert result.errors == [f"configured path {tmp_path / 'nope.yaml'} does not exist"]
+
+
+def test_a_dry_run_stores_nothing(tmp_path, srv):
+    config = make_config(tmp_path, srv)
+    result = run_job(config, "snapshot", dry_run=True, run_id=new_run_id())
+    assert result.ok and result.summary[-1].startswith("dry run: would store")
+    assert list_snapshots(storage(config), "snapshot") == []
+
+
+def test_extracting_a_snapshot_and_comparing_it_with_the_files_now(tmp_path, srv):
+    config = make_config(tmp_path, srv)
+    assert run_job(config, "snapshot").ok
+    entry = find_snapshot(storage(config), "snapshot")
+    (srv / "config" / "app.toml").write_text("port = 1\n")
+    out = tmp_path / "out"
+    members = extract(read_members(storage(config), entry), out)
+    assert (out / "files" / str(srv / "compose.yaml").lstrip("/")).read_text().startswith("services:")
+    assert (out / "manifest.json").exists()
+    diff = diff_against_current(members, entry.manifest)
+    assert diff.files_same == 1 and diff.files_changed == [str(srv / "config" / "app.toml")]
+    assert diff.lines()[0] == "files: 1 unchanged, 1 changed, 0 missing now"
+    with pytest.raises(Exception, match="not an empty directory"):
+        extract(read_members(storage(config), entry), out)
