@@ -18,6 +18,7 @@ out, so a health probe every 30 s does not list S3 every 30 s.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +33,9 @@ if TYPE_CHECKING:
 
 log = get_logger("health")
 
-CATALOG_TTL_SECONDS = 300.0
+# How long a reading of the backup catalog is reused when no run has started or
+# ended since (runs invalidate it at once). MAINTAINER_CATALOG_TTL overrides.
+CATALOG_TTL_SECONDS = float(os.environ.get("MAINTAINER_CATALOG_TTL", "300"))
 
 
 @dataclass
