@@ -1,8 +1,20 @@
-"""The restore_drill job. (Being written: see its issue.)"""
+"""The restore_drill job: prove each configured database's newest backup restores.
+
+For each database it picks the backup (the newest complete one, or the named
+one), restores it into a throwaway container and verifies it (see
+maintainer.restore.drill), then stores the verification record beside the
+backup. A failed drill fails the run with the failing checks named, so the
+runner reports it to the notifier.
+"""
 
 from __future__ import annotations
 
-from maintainer.errors import JobError
+import time
+from pathlib import Path
+
+from maintainer.backup.catalog import BackupNotFound, find_backup, write_verification
+from maintainer.cli.output import human_duration, human_size
+from maintainer.errors import Interrupted, MaintainerError
 from maintainer.jobs.base import Job, JobResult, RunContext
 
 
@@ -10,4 +22,76 @@ class RestoreDrillJob(Job):
     type_name = "restore_drill"
 
     def run(self, ctx: RunContext) -> JobResult:
-        raise JobError("the restore_drill job is not implemented yet")
+        from maintainer.restore.checks import checks_for
+        from maintainer.restore.drill import DrillOptions, drill_backup, failed_checks
+
+        spec = self.spec
+        result = self.new_result(ctx)
+        checks_dir = self._resolve(spec.checks_dir)
+        # Check files are config: a broken one fails the run before anything starts.
+        checks = {db: checks_for(db, checks_dir, [self._resolve(p) for p in spec.extra_checks])
+                  for db in spec.databases}
+        storage = ctx.storage(spec.storage)
+        backup_id = None if spec.backup == "latest" else spec.backup
+        deadline = time.monotonic() + spec.timeout.total_seconds() if spec.timeout else None
+
+        chosen = {}
+        for db in spec.databases:
+            try:
+                entry, _why = find_backup(storage, db, backup_id=backup_id, prefer_verified=False)
+            except BackupNotFound as exc:
+                result.fail(f"{db}: {exc.message}")
+                continue
+            chosen[db] = entry
+            if ctx.dry_run:
+                image = spec.image.format(major=entry.manifest.server_major)
+                result.summary.append(f"{db}: would restore backup {entry.id} into a {image} drill container "
+                                      f"and run {len(checks[db])} SQL checks")
+        if ctx.dry_run:
+            return result
+
+        from maintainer.dockerapi import connect
+        from maintainer.restore.container import sweep_leftovers
+
+        client = connect()
+        try:
+            leftovers = sweep_leftovers(client)
+            if leftovers:
+                result.summary.append(f"removed {len(leftovers)} drill container(s) left by crashed runs")
+            for db, entry in chosen.items():
+                ctx.check_cancelled()
+                remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
+                options = DrillOptions(
+                    image_template=spec.image, memory=int(spec.memory), cpus=spec.cpus,
+                    parallel_jobs=spec.parallel_jobs, tmpfs=spec.tmpfs, network=spec.network,
+                    labels=dict(spec.labels), maintenance_work_mem=spec.maintenance_work_mem,
+                    amcheck=spec.amcheck, estimate_tolerance=spec.estimate_tolerance, timeout=remaining)
+                try:
+                    record = drill_backup(client, storage, entry, checks[db], options, run_id=ctx.run_id,
+                                          cancel=ctx.cancel)
+                except Interrupted:
+                    raise
+                except MaintainerError as exc:
+                    result.fail(f"{db}/{entry.id}: {exc.message}")
+                    continue
+                write_verification(storage, record)
+                result.details.setdefault("drills", []).append(record.model_dump(mode="json"))
+                result.figures[f"{db}_restore_seconds"] = record.restore_seconds or 0
+                result.figures[f"{db}_backup_age_seconds"] = record.backup_age_seconds or 0
+                result.figures[f"{db}_bytes_restored"] = record.bytes_restored or 0
+                result.summary.append(
+                    f"{db}: backup {entry.id} {record.result.upper()}: {len(record.checks)} checks, restore "
+                    f"{human_duration(record.restore_seconds)} for {human_size(record.bytes_restored)}, backup age "
+                    f"{human_duration(record.backup_age_seconds)}, overhead {human_duration(record.overhead_seconds)}")
+                if not record.passed:
+                    result.fail(f"{db}/{entry.id}: drill failed: " + "; ".join(failed_checks(record)))
+        finally:
+            client.close()
+        return result
+
+    def _resolve(self, path: str) -> Path:
+        """Relative paths are taken from the config file's directory."""
+        p = Path(path)
+        if p.is_absolute() or not self.config.source:
+            return p
+        return Path(self.config.source).resolve().parent / p

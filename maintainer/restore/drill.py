@@ -1,0 +1,187 @@
+"""One restore drill of one backup: restore into a throwaway server, verify, record.
+
+The order matters for trust: the dump is streamed into the container while
+its SHA-256 is computed, and pg_restore only starts once the whole object
+matched the manifest. Checks are reported by name:
+
+    checksum        every stored object matched its SHA-256
+    globals         roles and other globals restored (existing roles kept)
+    pg_restore      every pg_restore step succeeded (--exit-on-error)
+    row_counts      rows per table equal the manifest (estimates within a tolerance)
+    object_counts   objects by kind equal the manifest
+    sql:<name>      each check of the check files
+    amcheck         all B-tree indexes verified (when enabled)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+from maintainer import __version__
+from maintainer.backup.catalog import BackupEntry
+from maintainer.backup.manifest import CheckResult, Verification
+from maintainer.errors import Interrupted, JobError, MaintainerError
+from maintainer.logs import get_logger
+from maintainer.restore.checks import Check, run_checks
+from maintainer.restore.container import DrillContainer, DrillSettings, Watchdog
+from maintainer.restore.globals import apply_globals
+from maintainer.restore.stream import ChecksumMismatch, VerifiedObject
+from maintainer.restore.verify import compare_object_counts, compare_row_counts, run_amcheck
+from maintainer.storage.base import Storage
+
+log = get_logger("restore.drill")
+
+DUMP_DIR = "/tmp"
+DUMP_NAME = "maintainer-drill.pgcustom"
+
+
+@dataclass
+class DrillOptions:
+    image_template: str = "postgres:{major}"
+    memory: int = 1024**3
+    cpus: float = 1.0
+    parallel_jobs: int = 2
+    tmpfs: bool = False
+    network: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    maintenance_work_mem: str = "512MB"
+    amcheck: bool = False
+    estimate_tolerance: float = 0.1
+    timeout: float | None = None  # seconds for the whole drill of one backup
+
+
+@dataclass
+class DrillTimings:
+    started: float = 0.0
+    ready: float = 0.0  # container start to ready
+    restore: float = 0.0  # download + verify + globals + pg_restore
+    verify: float = 0.0
+    cleanup: float = 0.0
+
+    @property
+    def overhead(self) -> float:
+        return self.ready + self.cleanup
+
+
+def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[Check], options: DrillOptions,
+                 *, run_id: str, cancel: threading.Event | None = None) -> Verification:
+    """Restore ``entry`` into a fresh drill container and verify it.
+
+    Returns the Verification record (passed or failed, each check named). A
+    damaged object, a failed step or a failed check make a failed record, not
+    an exception. Raises Interrupted when cancelled and JobError on timeout or
+    when the drill server cannot run at all; the container is removed on every path.
+    """
+    manifest = entry.manifest
+    cancel = cancel or threading.Event()
+    image = options.image_template.format(major=manifest.server_major)
+    started_at = datetime.now(timezone.utc)
+    timings = DrillTimings()
+    results: list[CheckResult] = []
+    bytes_restored = 0
+    settings = DrillSettings(
+        image=image, run_id=run_id, memory=options.memory, cpus=options.cpus, tmpfs=options.tmpfs,
+        network=options.network, labels=options.labels, maintenance_work_mem=options.maintenance_work_mem,
+        deadline=time.time() + (options.timeout or 6 * 3600) + 300)
+    t0 = time.monotonic()
+    drill = DrillContainer.start(client, settings)
+    try:
+        with Watchdog(drill, cancel, options.timeout) as watchdog:
+            try:
+                drill.wait_ready(cancel)
+                timings.ready = time.monotonic() - t0
+                t1 = time.monotonic()
+                bytes_restored = _restore(drill, storage, entry, options, results)
+                timings.restore = time.monotonic() - t1
+                if all(r.passed for r in results):
+                    t2 = time.monotonic()
+                    _verify(drill, entry, checks, options, results)
+                    timings.verify = time.monotonic() - t2
+            except MaintainerError:
+                watchdog.check()  # a failure caused by the watchdog's removal is reported as such
+                raise
+            except Exception:
+                watchdog.check()
+                raise
+            watchdog.check()
+    finally:
+        timings.cleanup = drill.remove()
+    passed = bool(results) and all(r.passed for r in results)
+    record = Verification(
+        backup_id=entry.id, database=entry.database, run_id=run_id, result="passed" if passed else "failed",
+        checks=results, started=started_at, finished=datetime.now(timezone.utc), image=image,
+        restore_seconds=round(timings.restore, 3), overhead_seconds=round(timings.overhead, 3),
+        backup_age_seconds=round((started_at - entry.created).total_seconds(), 1),
+        bytes_restored=bytes_restored, maintainer_version=__version__,
+        verify_seconds=round(timings.verify, 3), ready_seconds=round(timings.ready, 3),
+        cleanup_seconds=round(timings.cleanup, 3), container=drill.name)
+    log.info("drill.finished", database=entry.database, backup=entry.id, result=record.result,
+             restore_seconds=record.restore_seconds, overhead_seconds=record.overhead_seconds)
+    return record
+
+
+def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, options: DrillOptions,
+             results: list[CheckResult]) -> int:
+    """Globals, then the verified dump into the container, then pg_restore. Appends
+    the checksum, globals and pg_restore checks; returns bytes restored."""
+    manifest = entry.manifest
+    dump = manifest.object("dump")
+    if dump is None:
+        results.append(CheckResult(name="checksum", passed=False, detail="the manifest lists no dump object"))
+        return 0
+    restored = 0
+    globals_sql = None
+    try:
+        if (obj := manifest.object("globals")) is not None:
+            globals_sql = VerifiedObject(storage, obj, label=f"{entry.database}/{entry.id} globals").read_all()
+            restored += len(globals_sql)
+        reader = VerifiedObject(storage, dump, label=f"{entry.database}/{entry.id} dump")
+        drill.put_file(DUMP_DIR, DUMP_NAME, dump.raw_size, reader.chunks())
+        restored += reader.raw_bytes
+    except ChecksumMismatch as exc:
+        results.append(CheckResult(name="checksum", passed=False, detail=exc.message))
+        return restored
+    results.append(CheckResult(name="checksum", passed=True,
+                               detail=f"{len(manifest.objects)} objects match their SHA-256"))
+    if globals_sql is not None:
+        with drill.connect() as conn:
+            report = apply_globals(conn, globals_sql.decode())
+        results.append(CheckResult(name="globals", passed=report.ok, detail=report.describe()))
+    # --create brings the database back with its own owner, encoding and settings.
+    target = ["--dbname=postgres"] if manifest.dbname == "postgres" else ["--create", "--dbname=postgres"]
+    code, output = drill.exec(["pg_restore", "--exit-on-error", *target, f"--jobs={options.parallel_jobs}",
+                               "--username=postgres", f"{DUMP_DIR}/{DUMP_NAME}"])
+    if code == 0:
+        results.append(CheckResult(name="pg_restore", passed=True,
+                                   detail=f"all steps succeeded ({options.parallel_jobs} parallel jobs)"))
+    else:
+        lines = [ln for ln in output.splitlines() if ln.strip()]
+        error = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else f"exit code {code}")
+        results.append(CheckResult(name="pg_restore", passed=False, detail=f"exit code {code}: {error.strip()}"))
+    drill.exec(["rm", "-f", f"{DUMP_DIR}/{DUMP_NAME}"], user="root")
+    return restored
+
+
+def _verify(drill: DrillContainer, entry: BackupEntry, checks: Sequence[Check], options: DrillOptions,
+            results: list[CheckResult]) -> None:
+    from maintainer.postgres.inventory import object_counts, row_counts
+
+    manifest = entry.manifest
+    with drill.connect(manifest.dbname) as conn:
+        actual_rows = {table: count.rows for table, count in row_counts(conn).items()}
+        results.append(compare_row_counts(manifest.row_counts, actual_rows, tolerance=options.estimate_tolerance))
+        results.append(compare_object_counts(manifest.object_counts, object_counts(conn)))
+        results.extend(run_checks(conn, checks, reference_time=entry.created))
+        if options.amcheck:
+            results.append(run_amcheck(conn))
+
+
+def failed_checks(record: Verification) -> list[str]:
+    return [f"{c.name} ({c.detail})" if c.detail else c.name for c in record.checks if not c.passed]
+
+
+__all__ = ["DrillOptions", "drill_backup", "failed_checks", "Interrupted", "JobError"]

@@ -1,0 +1,91 @@
+"""Reading a stored backup object back: hashed while read, decompressed on the fly.
+
+Every stored byte passes through SHA-256 and the digest is compared with the
+manifest when the stream ends, so a caller that consumes the whole stream
+before acting on it (the dump must be complete before pg_restore runs anyway)
+never acts on an altered object. Memory stays bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterator
+
+from maintainer.backup.manifest import StoredObject
+from maintainer.errors import StorageError
+from maintainer.storage.base import Storage
+
+CHUNK = 1024 * 1024
+
+
+class ChecksumMismatch(StorageError):
+    """A stored object's bytes are not the ones the backup wrote."""
+
+
+class VerifiedObject:
+    """One stored object of a backup, read and checked against its manifest entry.
+
+    ``stored_bytes``/``raw_bytes`` count what was read and produced so far.
+    """
+
+    def __init__(self, storage: Storage, obj: StoredObject, *, label: str | None = None):
+        self.storage = storage
+        self.obj = obj
+        self.label = label or obj.key
+        self.stored_bytes = 0
+        self.raw_bytes = 0
+
+    def chunks(self) -> Iterator[bytes]:
+        """The uncompressed content. Raises ChecksumMismatch after the last byte if
+        the stored bytes differ (also when the damage broke decompression first),
+        StorageError if they match but cannot be decompressed."""
+        import zstandard
+
+        digest = hashlib.sha256()
+        raw_digest = hashlib.sha256()
+        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        stream = self.storage.open(self.obj.key)
+        try:
+            while True:
+                block = stream.read(CHUNK)
+                if not block:
+                    break
+                self.stored_bytes += len(block)
+                digest.update(block)
+                try:
+                    out = decompressor.decompress(block)
+                except zstandard.ZstdError as exc:
+                    self._drain(stream, digest)
+                    self._check_digest(digest)
+                    raise StorageError(f"{self.label}: cannot decompress (checksum matches, "
+                                       f"so the backup was written damaged): {exc}") from None
+                if out:
+                    self.raw_bytes += len(out)
+                    raw_digest.update(out)
+                    yield out
+        finally:
+            stream.close()
+        self._check_digest(digest)
+        if not decompressor.eof:
+            raise StorageError(f"{self.label}: the compressed stream ends early")
+        if self.raw_bytes != self.obj.raw_size:
+            raise ChecksumMismatch(f"{self.label}: {self.raw_bytes} bytes after decompression, "
+                                   f"the manifest says {self.obj.raw_size}")
+        if self.obj.raw_sha256 and raw_digest.hexdigest() != self.obj.raw_sha256:
+            raise ChecksumMismatch(f"{self.label}: SHA-256 of the uncompressed content does not match the manifest")
+
+    def read_all(self) -> bytes:
+        """The whole verified content; only for small objects (globals)."""
+        return b"".join(self.chunks())
+
+    def _drain(self, stream, digest) -> None:
+        while block := stream.read(CHUNK):
+            self.stored_bytes += len(block)
+            digest.update(block)
+
+    def _check_digest(self, digest) -> None:
+        if self.stored_bytes != self.obj.stored_size or digest.hexdigest() != self.obj.sha256:
+            raise ChecksumMismatch(
+                f"{self.label}: SHA-256 mismatch: stored object has {self.stored_bytes} bytes with "
+                f"sha256 {digest.hexdigest()[:16]}..., the manifest says {self.obj.stored_size} bytes "
+                f"with {self.obj.sha256[:16]}... (the object was altered or damaged in storage)")
