@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from maintainer.config.types import ByteSize, Cron, Duration
 
@@ -105,6 +105,19 @@ class ImageUpdateJob(JobBase):
     untag_superseded: bool = Field(True, description="untag the replaced image so the next prune can reclaim it")
     docker_config: str | None = Field(None, description="path of a Docker config.json with registry credentials")
     registries: dict[str, RegistryAuth] = Field(default_factory=dict, description="credentials per registry host")
+
+    @field_validator("images")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        from maintainer.errors import ConfigError
+        from maintainer.images.reference import parse_ref
+
+        for ref in v:
+            try:
+                parse_ref(ref)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return v
 
 
 DEFAULT_SECRET_PATTERNS = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "PRIVATE", "AUTH", "DSN", "API_KEY"]

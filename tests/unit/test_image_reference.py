@@ -61,3 +61,12 @@ def test_registry_failures_are_classified_into_one_clear_line(message, expected)
 def test_an_update_line_names_image_and_both_digests():
     u = ImageUpdate("postgres:15", "updated", old_digest="sha256:old", new_digest="sha256:new")
     assert u.line() == "postgres:15: updated sha256:old -> sha256:new"
+
+
+def test_a_malformed_image_in_the_config_is_reported_before_anything_runs():
+    from pydantic import ValidationError
+
+    from maintainer.config.jobs import ImageUpdateJob
+
+    with pytest.raises(ValidationError, match="'Bad Ref' is not an image reference"):
+        ImageUpdateJob.model_validate({"type": "image_update", "schedule": "0 2 * * 1", "images": ["Bad Ref"]})
