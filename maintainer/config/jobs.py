@@ -74,7 +74,7 @@ class PruneVolumes(Strict):
     anonymous_only: bool = Field(True, description="only volumes with generated (64-hex) names")
     protect_label: str = Field("maintainer.protect", description="volumes with LABEL=true are never removed")
     protected_patterns: list[str] = Field(default_factory=list, description="glob patterns of volume names never removed")
-    stateful_projects: list[str] = Field(default_factory=list, description="compose projects whose volumes are never removed")
+    stateful_projects: list[str] = Field(default_factory=list, description="compose projects whose volumes and containers are never removed")
 
 
 class DockerPruneJob(JobBase):

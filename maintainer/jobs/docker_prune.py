@@ -52,5 +52,6 @@ class DockerPruneJob(Job):
                               + (f", skipped {len(report.skipped)} that changed since the plan" if report.skipped else ""))
         for item, error in report.failed:
             result.fail(f"could not remove {item.kind} {item.name}: {error}")
-        ctx.check_cancelled()
+        if ctx.cancel.is_set():
+            result.fail("stopped before the plan was fully applied (the rest is listed as skipped)")
         return result

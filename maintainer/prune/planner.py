@@ -143,6 +143,8 @@ def plan_prune(state: EngineState, options: DockerPruneJob, now: datetime,
             rule, remove = f"{c.state}", False
         elif is_protected(c.labels, protect):
             rule, remove = f"protected by label {protect}=true", False
+        elif c.labels.get(COMPOSE_PROJECT) in options.volumes.stateful_projects:
+            rule, remove = f"container of stateful compose project {c.labels[COMPOSE_PROJECT]}", False
         elif not opt.enabled:
             rule, remove = "container pruning is off", False
         elif age < opt.older_than:

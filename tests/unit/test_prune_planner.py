@@ -179,6 +179,7 @@ def test_the_plan_never_selects_anything_in_use_or_protected(state, opts, listed
             c = containers[item.id]
             assert not c.running
             assert c.labels.get(PROTECT) != "true"
+            assert c.labels.get(COMPOSE_PROJECT) not in opts.volumes.stateful_projects
             assert opts.containers.enabled
         elif item.kind == "image":
             img = images[item.id]
