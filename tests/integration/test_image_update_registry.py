@@ -147,3 +147,39 @@ def test_a_malformed_docker_config_is_a_clear_error(tmp_path, registry):
     result = run_job(update_config([f"{registry}/x:1"], docker_config=str(cfg)), "update-images")
     assert not result.ok
     assert result.errors == [f"docker_config {cfg}: cannot read it as a Docker config.json (JSONDecodeError)"]
+
+
+def _digest(client, image_id: str, repository: str) -> str:
+    return next(d.split("@", 1)[1] for d in client.images.get(image_id).attrs["RepoDigests"]
+                if d.startswith(repository + "@"))
+
+
+def test_a_pinned_tag_at_digest_brings_the_tag_back_to_the_pinned_image(docker_client, repo):
+    name, made = repo
+    made.append(tiny_image(docker_client, name, "1", f"pinned {uuid.uuid4()}"))
+    push(docker_client, name, "1")
+    pinned = _digest(docker_client, made[0], name)
+    made.append(tiny_image(docker_client, name, "1", f"newer {uuid.uuid4()}"))
+    push(docker_client, name, "1")
+
+    result = run_job(update_config([f"{name}:1@{pinned}"]), "update-images")
+    assert result.ok, result.errors
+    entry = result.details["images"][0]
+    assert entry["status"] == "updated" and entry["new_digest"] == pinned
+    assert entry["old_digest"] == _digest(docker_client, made[1], name)
+    assert docker_client.images.get(f"{name}:1").id == made[0]
+
+
+def test_a_dry_run_reports_the_update_and_pulls_nothing(docker_client, repo):
+    name, made = repo
+    made.append(tiny_image(docker_client, name, "1", f"p {uuid.uuid4()}"))
+    push(docker_client, name, "1")
+    made.append(tiny_image(docker_client, name, "1", f"q {uuid.uuid4()}"))
+    push(docker_client, name, "1")
+    docker_client.api.tag(made[0], name, "1", force=True)
+
+    result = run_job(update_config([f"{name}:1"]), "update-images", dry_run=True)
+    assert result.ok, result.errors
+    assert result.details["images"][0]["status"] == "would_update"
+    assert result.summary[0].startswith(f"{name}:1: would update ")
+    assert docker_client.images.get(f"{name}:1").id == made[0]
