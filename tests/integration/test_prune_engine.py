@@ -152,3 +152,16 @@ def test_objects_that_change_between_plan_and_apply_are_skipped_not_errors(docke
     assert reasons[becomes_used.name] == f"used by container {user.name} now"
     assert reasons[vanishes.name] == "gone since the plan"
     assert exists(docker_client.volumes.get, becomes_used.name)
+
+
+def test_an_unused_network_goes_and_one_a_stopped_container_is_attached_to_stays(docker_client, scope):
+    unused = docker_client.networks.create(unique_name("maintainer-test-net"), driver="bridge", labels=scope)
+    attached = docker_client.networks.create(unique_name("maintainer-test-net"), driver="bridge", labels=scope)
+    user = docker_client.containers.create("maintainer-test/python:3.11", ["true"], labels=scope,
+                                           name=unique_name("maintainer-test-user"), network=attached.name)
+    result = run_job(prune_config(scope, containers={"enabled": True, "older_than": "30d"}), "prune")
+    assert result.ok, result.errors
+    assert not exists(docker_client.networks.get, unused.id)
+    assert exists(docker_client.networks.get, attached.id)
+    kept = {i["name"]: i["rule"] for i in result.details["plan"] if i["action"] == "keep"}
+    assert kept[attached.name] == f"used by container {user.name}"

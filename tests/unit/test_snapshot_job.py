@@ -105,3 +105,48 @@ def test_extracting_a_snapshot_and_comparing_it_with_the_files_now(tmp_path, srv
     assert diff.lines()[0] == "files: 1 unchanged, 1 changed, 0 missing now"
     with pytest.raises(Exception, match="not an empty directory"):
         extract(read_members(storage(config), entry), out)
+
+
+def _cli(args, capsys):
+    from maintainer.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    out = capsys.readouterr()
+    return exit_.value.code, out.out, out.err
+
+
+def _write_config(tmp_path: Path, srv: Path) -> Path:
+    import yaml
+
+    cfg = tmp_path / "schedules.yaml"
+    cfg.write_text(yaml.safe_dump({"storage": {"local": {"url": f"file://{tmp_path / 'store'}"}},
+                                   "jobs": {"snapshot": {"type": "config_snapshot", "schedule": "0 4 * * *",
+                                                         "storage": "local", "paths": [str(srv)]}}}))
+    return cfg
+
+
+def test_restore_needs_exactly_one_of_latest_or_id(tmp_path, srv, capsys):
+    cfg = _write_config(tmp_path, srv)
+    code, _, err = _cli(["--config", str(cfg), "snapshot", "restore", "--to", str(tmp_path / "o")], capsys)
+    assert code == 2 and err.strip() == "Error: give exactly one of --latest or --id ID"
+
+
+def test_restore_without_snapshots_and_of_an_unknown_id_are_clear_errors(tmp_path, srv, capsys):
+    cfg = _write_config(tmp_path, srv)
+    code, _, err = _cli(["--config", str(cfg), "snapshot", "restore", "--latest", "--to", str(tmp_path / "o")], capsys)
+    assert code == 1 and err.startswith("Error: no snapshots of snapshot in storage local")
+    assert _cli(["--config", str(cfg), "run", "snapshot"], capsys)[0] == 0
+    code, _, err = _cli(["--config", str(cfg), "snapshot", "restore", "--id", "20000101T000000Z",
+                         "--to", str(tmp_path / "o")], capsys)
+    assert code == 1 and err.splitlines()[0] == "Error: no snapshot 20000101T000000Z of snapshot in storage local"
+    assert "Traceback" not in err
+
+
+def test_snapshots_lists_what_is_stored(tmp_path, srv, capsys):
+    cfg = _write_config(tmp_path, srv)
+    assert _cli(["--config", str(cfg), "snapshots"], capsys)[1].strip() == "no snapshots yet"
+    assert _cli(["--config", str(cfg), "run", "snapshot"], capsys)[0] == 0
+    code, out, _ = _cli(["--config", str(cfg), "snapshots"], capsys)
+    assert code == 0 and out.splitlines()[0].split() == ["JOB", "NAME", "ID", "SIZE", "FILES", "CONTAINERS"]
+    assert out.splitlines()[1].split()[:2] == ["snapshot", "snapshot"]
