@@ -93,9 +93,11 @@ def _remove_image(api, item: PlanItem, protect_label: str) -> None:
         raise _Skip(f"used by container {(users[0].get('Names') or ['?'])[0].lstrip('/')} now")
     for tag in tags:
         api.remove_image(tag, force=False, noprune=False)
+    from docker.errors import NotFound
+
     try:
         api.inspect_image(item.id)
-    except Exception:  # noqa: BLE001 - removed with its last tag, as expected
+    except NotFound:  # removed with its last tag, as expected
         return
     api.remove_image(item.id, force=False, noprune=False)
 

@@ -118,6 +118,8 @@ def read_state(client, *, build_cache: bool = True) -> EngineState:
 
     Raises DockerError when the engine refuses or disappears.
     """
+    from docker.errors import NotFound
+
     api = client.api
     state = EngineState()
     with docker_errors("read the Docker engine state"):
@@ -129,7 +131,7 @@ def read_state(client, *, build_cache: bool = True) -> EngineState:
             if c.get("State") != "running":
                 try:
                     finished = parse_time(api.inspect_container(c["Id"])["State"].get("FinishedAt"))
-                except Exception:  # noqa: BLE001 - gone meanwhile: the applier re-checks
+                except NotFound:  # gone meanwhile: the applier re-checks anyway
                     finished = None
             networks = tuple(sorted(n.get("NetworkID") or name
                                     for name, n in ((c.get("NetworkSettings") or {}).get("Networks") or {}).items()))
