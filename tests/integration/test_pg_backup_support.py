@@ -28,7 +28,7 @@ def pg_env(server) -> dict[str, str]:
 
 def psql(server, sql: str | None = None, *, dbname: str | None = None, file: Path | None = None,
          variables: dict[str, str] | None = None, stop_on_error: bool = True) -> str:
-    args = ["psql", "-X", "-q", "-d", dbname or server.dbname]
+    args = ["psql", "-X", "-q", "-A", "-t", "-d", dbname or server.dbname]
     if stop_on_error:
         args += ["-v", "ON_ERROR_STOP=1"]
     for k, v in (variables or {}).items():
