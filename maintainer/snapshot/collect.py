@@ -169,6 +169,8 @@ def container_spec(info: dict, image: dict | None, masker: Masker) -> dict:
 def collect_engine(client, project: str, masker: Masker, out: Collected) -> None:
     """Add engine/containers/<name>.json for each container of the compose project,
     and engine/images.json, volumes.json, networks.json for what they use."""
+    from docker.errors import NotFound
+
     api = client.api
     with docker_errors(f"describe compose project {project}"):
         listed = api.containers(all=True, filters={"label": f"{COMPOSE_PROJECT}={project}"})
@@ -178,7 +180,7 @@ def collect_engine(client, project: str, masker: Masker, out: Collected) -> None
             if info["Image"] not in images:
                 try:
                     images[info["Image"]] = api.inspect_image(info["Image"])
-                except Exception:  # noqa: BLE001 - the image was removed; the spec still names it
+                except NotFound:  # the image was removed; the spec still names it
                     images[info["Image"]] = {"Id": info["Image"]}
         for info in sorted(infos, key=lambda i: i["Name"]):
             spec = container_spec(info, images.get(info["Image"]), masker)
