@@ -89,5 +89,6 @@ class StatusServer:
         log.info("http.listening", address=f"{self.address[0]}:{self.address[1]}", paths="/health /metrics")
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() would wait forever for a loop that never ran
+            self.httpd.shutdown()
         self.httpd.server_close()
