@@ -1,5 +1,292 @@
-"""CLI commands for this area; see the issue that builds them."""
+"""`maintainer restore`: the incident-time restore. Plans, confirms, hands off.
+
+The work is in maintainer.restore.plan (what to do) and maintainer.restore.incident
+(doing it); this module parses flags, asks for confirmation, shows progress and
+prints the plan or the summary.
+"""
 
 from __future__ import annotations
 
-COMMANDS: list = []
+import sys
+import time
+from datetime import datetime, timezone
+
+import click
+
+from maintainer.cli.main import App, pass_app
+from maintainer.cli.output import echo, human_duration, human_size, print_json
+from maintainer.errors import ConfigError, UsageError
+from maintainer.logs import get_logger
+
+log = get_logger("restore")
+
+
+@click.command()
+@click.option("--latest", is_flag=True, help="The newest backup (the default).")
+@click.option("--backup", "backup_id", metavar="ID", help="This backup id (see `maintainer backups`).")
+@click.option("--before", metavar="TIMESTAMP", help="The newest backup older than this (ISO 8601, UTC if no zone).")
+@click.option("--database", "-d", metavar="NAME", help="Database entry from the config [default: the only one].")
+@click.option("--storage", "storage_name", metavar="NAME", help="Storage to restore from [default: its pg_backup job's].")
+@click.option("--any", "allow_any", is_flag=True, help="Allow backups no restore drill has verified.")
+@click.option("--replace", is_flag=True, help="Replace the live database (the old one is kept, renamed).")
+@click.option("--yes", is_flag=True, help="Confirm --replace without asking.")
+@click.option("--terminate-connections", is_flag=True, help="With --replace: end other sessions of the live database.")
+@click.option("--no-safety-backup", is_flag=True, help="With --replace: skip the backup of the current database.")
+@click.option("--target-dsn", metavar="DSN", help="Restore to this server instead of the configured one.")
+@click.option("--jobs", "-j", "parallel_jobs", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Parallel pg_restore jobs.")
+@click.option("--temp-dir", metavar="DIR", help="Where the verified dump is kept during the restore [default: $TMPDIR].")
+@click.option("--dry-run", is_flag=True, help="Print the plan; touch nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan or summary as JSON.")
+@pass_app
+def restore(app: App, latest: bool, backup_id: str | None, before: str | None, database: str | None,
+            storage_name: str | None, allow_any: bool, replace: bool, yes: bool, terminate_connections: bool,
+            no_safety_backup: bool, target_dsn: str | None, parallel_jobs: int, temp_dir: str | None,
+            dry_run: bool, as_json: bool) -> None:
+    """Restore a backup: into a new database by default, or over the live one with --replace.
+
+    Prefers backups verified by a restore drill and says when it chose an
+    unverified one. Without --replace nothing existing is changed: the backup
+    goes into <name>_restored_<timestamp> and the command prints how to switch.
+    """
+    from maintainer.backup.catalog import find_backup
+    from maintainer.restore.incident import apply_restore, choose_client, target_from_dsn, target_from_spec
+    from maintainer.restore.plan import plan_restore
+    from maintainer.signals import cancel_on_signals
+    from maintainer.storage import open_storage
+
+    if sum(bool(x) for x in (latest, backup_id, before)) > 1:
+        raise UsageError("choose one of --latest, --backup ID and --before TIMESTAMP")
+    if (terminate_connections or no_safety_backup) and not replace:
+        raise UsageError("--terminate-connections and --no-safety-backup only apply with --replace")
+    config = app.config()
+    database = _database(config, database)
+    storage_name = _storage(config, database, storage_name)
+    storage = open_storage(config.storage[storage_name], name=storage_name)
+    when = _parse_time(before) if before else None
+    entry, why = find_backup(storage, database, backup_id=backup_id, before=when, prefer_verified=True,
+                             allow_unverified=allow_any)
+    if not entry.verified and not allow_any:
+        raise UsageError(f"backup {database}/{entry.id} has not been verified by a restore drill",
+                         hint="pass --any to restore it anyway")
+    spec = config.databases[database]
+    target = target_from_dsn(target_dsn, spec.dbname or database) if target_dsn else target_from_spec(spec, database)
+    client = choose_client(entry.manifest.server_major)
+    now = datetime.now(timezone.utc)
+    plan = plan_restore(database, entry, why, target, replace=replace, safety_backup=not no_safety_backup,
+                        terminate_connections=terminate_connections, parallel_jobs=parallel_jobs, client=client,
+                        now=now)
+    if dry_run:
+        if as_json:
+            print_json({"dry_run": True, **plan.to_dict()})
+        else:
+            _print_plan(plan, dry_run=True)
+        return
+    if not as_json:
+        _print_plan(plan, dry_run=False)
+    if replace and not yes:
+        _confirm(target.dbname, target.display)
+
+    safety = (lambda: _safety_backup(config, database, storage_name)) if plan.safety_backup else None
+    with cancel_on_signals() as cancel, _progress_for(as_json) as progress:
+        summary = apply_restore(plan, storage, progress=progress, safety_backup=safety, temp_dir=temp_dir,
+                                cancel=cancel)
+    if as_json:
+        print_json(summary.to_dict())
+    else:
+        _print_summary(summary, plan)
+    if summary.row_check is not None and not summary.row_check.passed:
+        sys.exit(1)
+
+
+def _database(config, name: str | None) -> str:
+    if name:
+        if name not in config.databases:
+            known = ", ".join(sorted(config.databases)) or "none"
+            raise UsageError(f"--database {name}: no such entry in {config.source or 'the config'} (databases: {known})")
+        return name
+    if len(config.databases) == 1:
+        return next(iter(config.databases))
+    raise UsageError("several databases are configured; choose one with --database NAME"
+                     if config.databases else f"no databases are configured in {config.source or 'the config'}")
+
+
+def _storage(config, database: str, name: str | None) -> str:
+    if name:
+        if name not in config.storage:
+            raise UsageError(f"--storage {name}: no such storage in {config.source or 'the config'}")
+        return name
+    for job in config.jobs.values():
+        if job.type == "pg_backup" and database in job.databases:
+            return job.storage
+    if len(config.storage) == 1:
+        return next(iter(config.storage))
+    raise UsageError("cannot tell which storage holds the backups; choose one with --storage NAME")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--before {text!r} is not a timestamp such as 2026-11-26T03:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _confirm(dbname: str, where: str) -> None:
+    if not sys.stdin.isatty():
+        raise UsageError(f"--replace overwrites {dbname} on {where}: pass --yes to confirm when not on a terminal")
+    typed = click.prompt(f"This replaces the live database {dbname} on {where}. Type its name to continue",
+                         default="", show_default=False)
+    if typed != dbname:
+        raise UsageError("not confirmed; nothing was changed")
+
+
+def _safety_backup(config, database: str, storage_name: str) -> str:
+    """Back up the current database through the pg_backup job's own code, into the same storage."""
+    from maintainer.jobs import JOB_TYPES
+    from maintainer.jobs.base import RunContext, new_run_id
+
+    job_name, spec = next(((n, j) for n, j in config.jobs.items()
+                           if j.type == "pg_backup" and database in j.databases and j.storage == storage_name),
+                          (None, None))
+    if spec is None:
+        raise ConfigError(f"no pg_backup job backs up {database} into {storage_name}, so no safety backup can be taken",
+                          hint="add one, or pass --no-safety-backup")
+    spec = spec.model_copy(update={"databases": [database]})
+    run_id = new_run_id()
+    job = JOB_TYPES["pg_backup"](f"{job_name}-safety", spec, config)
+    result = job.run(RunContext(config, f"{job_name}-safety", run_id))
+    if not result.ok:
+        raise ConfigError(f"safety backup of {database} failed: {'; '.join(result.errors)}",
+                          hint="fix it, or pass --no-safety-backup to replace without one")
+    return ", ".join(result.summary) or run_id
+
+
+def _print_plan(plan, *, dry_run: bool) -> None:
+    b = plan.backup
+    head = "Plan (dry run, nothing is changed):" if dry_run else "Restoring:"
+    echo(head)
+    echo(f"  backup    {b.database}/{b.id} ({plan.why}), age {human_duration(plan.backup_age_seconds)}, "
+         f"{human_size(b.manifest.stored_size)} stored")
+    echo(f"  target    {plan.target.display}: " + (f"replace {plan.target.dbname}" if plan.replace
+                                                   else f"new database {plan.restore_into}"))
+    for i, step in enumerate(plan.steps, 1):
+        echo(f"  {i}. {step}")
+
+
+def _print_summary(summary, plan) -> None:
+    echo(f"Restored {summary.database}/{summary.backup_id} ({'verified' if summary.verified else 'NOT verified'}, "
+         f"age {human_duration(summary.backup_age_seconds)}) in {human_duration(summary.duration)}, "
+         f"{human_size(summary.bytes_restored)}")
+    if summary.globals:
+        echo(f"  globals: {summary.globals}")
+    if summary.row_check:
+        mark = "match" if summary.row_check.passed else "DIFFER"
+        echo(f"  row counts {mark} the manifest: {summary.row_check.detail}")
+    if summary.safety_backup:
+        echo(f"  safety backup: {summary.safety_backup}")
+    if plan.replace:
+        echo(f"  {summary.live_database} is now the restored copy; the previous database is kept as "
+             f"{summary.replaced_name}")
+        echo(f"  drop it when you no longer need it: DROP DATABASE \"{summary.replaced_name}\";")
+    else:
+        echo(f"  restored into {summary.restored_into} on {summary.target}; {summary.live_database} is untouched.")
+        echo("  To switch over, stop the application, then:")
+        echo(f"    ALTER DATABASE \"{summary.live_database}\" RENAME TO \"{summary.live_database}_old\";")
+        echo(f"    ALTER DATABASE \"{summary.restored_into}\" RENAME TO \"{summary.live_database}\";")
+        echo(f"  or run: maintainer restore --backup {summary.backup_id} --database {summary.database} --replace")
+
+
+class _RichProgress:
+    """A live display on the terminal: one line per phase, with bytes or steps and elapsed time."""
+
+    def __init__(self):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description:<20}"), BarColumn(), TextColumn("{task.fields[amount]}"),
+                                  TimeElapsedColumn(), console=Console(stderr=True))
+        self._task = None
+        self._bytes = False
+        self._done = 0
+        self._total: int | None = None
+
+    def __enter__(self):
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._progress.stop()
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, total=max(self._done, 1), completed=max(self._done, 1))
+        self._bytes = name.startswith("download")
+        self._done, self._total = 0, total
+        self._task = self._progress.add_task(name, total=total, amount="")
+
+    def advance(self, amount: int) -> None:
+        if self._task is None:
+            return
+        self._done += amount
+        if self._bytes:
+            text = f"{human_size(self._done)} / {human_size(self._total)}"
+        else:
+            text = f"{self._done} / {self._total or '?'} steps"
+        self._progress.update(self._task, advance=amount, amount=text)
+
+    def done(self) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, total=max(self._done, 1), completed=max(self._done, 1))
+
+
+class _LogProgress:
+    """JSON lines, at most one every two seconds per phase plus phase changes."""
+
+    def __init__(self):
+        self._phase = None
+        self._done = 0
+        self._total = None
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def phase(self, name: str, total: int | None = None) -> None:
+        self._phase, self._done, self._total, self._last = name, 0, total, time.monotonic()
+        log.info("restore.phase", phase=name, total=total, elapsed=round(time.monotonic() - self._start, 1))
+
+    def advance(self, amount: int) -> None:
+        self._done += amount
+        now = time.monotonic()
+        if now - self._last >= 2:
+            self._last = now
+            log.info("restore.progress", phase=self._phase, done=self._done, total=self._total,
+                     elapsed=round(now - self._start, 1))
+
+    def done(self) -> None:
+        log.info("restore.phase", phase="done", elapsed=round(time.monotonic() - self._start, 1))
+
+
+def _progress_for(as_json: bool):
+    """rich on a terminal; JSON log lines otherwise; nothing with --json (the summary is the output)."""
+    if as_json:
+        return _SilentProgress()
+    if sys.stderr.isatty():
+        return _RichProgress()
+    return _LogProgress()
+
+
+class _SilentProgress(_LogProgress):
+    def phase(self, name: str, total: int | None = None) -> None: ...
+
+    def advance(self, amount: int) -> None: ...
+
+    def done(self) -> None: ...
+
+
+COMMANDS = [restore]

@@ -14,8 +14,8 @@ from maintainer.backup import catalog
 from maintainer.backup.manifest import TableCount
 from maintainer.runner import run_job
 
-from test_drill_support import (REPO, drill_containers, load_contrivance, make_backup, s3_config, storage_of,
-                                test_labels)
+from test_drill_support import (REPO, config_data, drill_containers, load_contrivance, make_backup, s3_config, storage_of,
+                                test_labels, write_config)
 
 pytestmark = pytest.mark.integration
 
@@ -154,16 +154,10 @@ def test_a_drill_that_times_out_leaves_no_container_or_volume(docker_client, s3_
 def test_a_drill_killed_with_sigterm_leaves_no_container_or_volume(docker_client, s3_server, s3_bucket, tmp_path,
                                                                     postgres):
     load_contrivance(postgres, scale=20)  # big enough that the restore is still running when stopped
-    config, storage, _ = setup(s3_server, s3_bucket, tmp_path, postgres)
-    config_file = tmp_path / "schedules.yaml"
-    import yaml
-
-    data = config.model_dump(mode="json", exclude_none=True)
-    for spec in data["storage"].values():
-        spec["access_key_id"] = s3_server.access_key
-        spec["secret_access_key"] = s3_server.secret_key
-    data["databases"]["contrivance"]["password"] = postgres.password
-    config_file.write_text(yaml.safe_dump(data))
+    data = config_data(s3_server, s3_bucket, tmp_path, postgres, jobs={"drill": drill_job()})
+    config_file = write_config(tmp_path, data)
+    make_backup(postgres, storage_of(s3_config(s3_server, s3_bucket, tmp_path, postgres)), "contrivance",
+                "contrivance")
 
     proc = subprocess.Popen([sys.executable, "-m", "maintainer", "--config", str(config_file), "--log-format",
                              "json", "run", "drill"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

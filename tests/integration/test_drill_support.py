@@ -48,9 +48,10 @@ def load_contrivance(server, dbname: str = "contrivance", scale: int = 1) -> Non
                    capture_output=True, timeout=600)
 
 
-def s3_config(s3_server, bucket: str, tmp_path: Path, server, *, database: str = "contrivance",
-              dbname: str = "contrivance", jobs: dict | None = None) -> Config:
-    return Config.model_validate({
+def config_data(s3_server, bucket: str, tmp_path: Path, server, *, database: str = "contrivance",
+                dbname: str = "contrivance", jobs: dict | None = None) -> dict:
+    """A schedules.yaml as data: S3 storage "s3", one database entry, the given jobs."""
+    return {
         "storage": {"s3": {"url": f"s3://{bucket}/backups", "endpoint_url": s3_server.endpoint_url,
                            "region": s3_server.region, "path_style": True,
                            "access_key_id": s3_server.access_key, "secret_access_key": s3_server.secret_key}},
@@ -58,7 +59,28 @@ def s3_config(s3_server, bucket: str, tmp_path: Path, server, *, database: str =
                                  "password": server.password, "dbname": dbname, "sslmode": "disable"}},
         "daemon": {"state_dir": str(tmp_path / "state")},
         "jobs": jobs or {},
-    })
+    }
+
+
+def s3_config(s3_server, bucket: str, tmp_path: Path, server, **kwargs) -> Config:
+    return Config.model_validate(config_data(s3_server, bucket, tmp_path, server, **kwargs))
+
+
+def write_config(tmp_path: Path, data: dict) -> Path:
+    import yaml
+
+    path = tmp_path / "schedules.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def run_cli(config_file: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m maintainer --config FILE ARGS`` as a user would; never on a terminal."""
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "maintainer", "--config", str(config_file), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def make_backup(server, storage, database: str, dbname: str, *, when: datetime | None = None,

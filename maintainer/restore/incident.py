@@ -1,0 +1,309 @@
+"""Applying an incident restore plan (see maintainer.restore.plan).
+
+Safe by default: the backup is always restored into a new database first. With
+``replace`` the live database is then renamed to ``<name>_replaced_<ts>`` (kept,
+never dropped) and the new one takes its name, in two quick renames once no
+session uses it. The dump is verified in full (SHA-256) while it is written to
+a temporary file, before pg_restore reads any of it; the file is needed for
+parallel pg_restore and is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import psycopg
+from psycopg import sql
+
+from maintainer.backup.manifest import CheckResult
+from maintainer.config.models import DatabaseSpec
+from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
+from maintainer.logs import get_logger
+from maintainer.restore.globals import apply_globals
+from maintainer.restore.plan import RestorePlan, Target
+from maintainer.restore.stream import VerifiedObject
+from maintainer.restore.verify import compare_row_counts
+from maintainer.storage.base import Storage
+
+log = get_logger("restore.incident")
+
+
+class Progress:
+    """What a restore reports while it runs; the CLI shows it (rich) or logs it (JSON lines)."""
+
+    def phase(self, name: str, total: int | None = None) -> None: ...
+
+    def advance(self, amount: int) -> None: ...
+
+    def done(self) -> None: ...
+
+
+@dataclass
+class RestoreSummary:
+    database: str
+    backup_id: str
+    verified: bool
+    backup_age_seconds: float
+    restored_into: str
+    live_database: str
+    replaced_name: str | None
+    target: str
+    duration: float = 0.0
+    bytes_restored: int = 0
+    row_check: CheckResult | None = None
+    globals: str = ""
+    safety_backup: str | None = None
+    steps_done: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"database": self.database, "backup": self.backup_id, "verified": self.verified,
+                "backup_age_seconds": round(self.backup_age_seconds), "restored_into": self.restored_into,
+                "live_database": self.live_database, "replaced_name": self.replaced_name, "target": self.target,
+                "duration": round(self.duration, 3), "bytes_restored": self.bytes_restored,
+                "row_counts": self.row_check.model_dump() if self.row_check else None,
+                "globals": self.globals, "safety_backup": self.safety_backup}
+
+
+def target_from_spec(spec: DatabaseSpec, name: str) -> Target:
+    return Target(conninfo=_without(spec.conninfo(name, with_password=False), "dbname"),
+                  password=spec.password.get_secret_value() if spec.password else None,
+                  display=f"{spec.user}@{spec.host}:{spec.port}", dbname=spec.dbname or name)
+
+
+def target_from_dsn(dsn: str, default_dbname: str) -> Target:
+    """A --target-dsn (URI or key=value); its dbname, if any, names the live database there."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        raise UsageError("--target-dsn is not a valid PostgreSQL connection string "
+                         "(use postgresql://user@host:port/dbname or 'host=... user=...')") from None
+    password = params.pop("password", None)
+    dbname = params.pop("dbname", None) or default_dbname
+    params.setdefault("connect_timeout", "10")
+    params.setdefault("application_name", "maintainer")
+    display = f"{params.get('user', os.environ.get('USER', ''))}@{params.get('host', 'localhost')}:{params.get('port', 5432)}"
+    return Target(conninfo=make_conninfo(**params), password=str(password) if password else None,
+                  display=display, dbname=str(dbname))
+
+
+def local_client() -> tuple[int | None, str]:
+    """(major version, path) of the local pg_restore, or (None, reason)."""
+    try:
+        out = subprocess.run(["pg_restore", "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"no usable pg_restore here ({exc})"
+    m = re.search(r"(\d+)(?:\.\d+)?", out)
+    return (int(m.group(1)), "pg_restore") if m else (None, f"cannot read the pg_restore version from {out!r}")
+
+
+def choose_client(server_major: int) -> str:
+    """'local pg_restore N' when the local client can read a dump of ``server_major``."""
+    major, what = local_client()
+    if major is None:
+        raise JobError(what, hint="install the PostgreSQL client tools, or run maintainer from its image")
+    if major < server_major:
+        raise JobError(f"the local pg_restore {major} cannot read a dump of PostgreSQL {server_major}",
+                       hint=f"run maintainer from an image with the PostgreSQL {server_major} client tools")
+    return f"local pg_restore {major}"
+
+
+def connect(target: Target, dbname: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(target.dsn(dbname), password=target.password, autocommit=True)
+    except psycopg.Error as exc:
+        from maintainer.postgres.connection import describe_error
+
+        raise DatabaseError(f"{target.display}/{dbname}: {describe_error(exc)}") from None
+
+
+def other_sessions(conn, dbname: str) -> int:
+    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                       (dbname,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def database_exists(conn, dbname: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
+
+
+def apply_restore(plan: RestorePlan, storage: Storage, *, progress: Progress | None = None,
+                  safety_backup: Callable[[], str] | None = None, temp_dir: str | None = None,
+                  cancel: threading.Event | None = None) -> RestoreSummary:
+    """Do what the plan says. Raises a MaintainerError with context on any failure;
+    on a failure before the switch-over, the live database is untouched and the
+    half-restored new database is dropped."""
+    progress = progress or Progress()
+    cancel = cancel or threading.Event()
+    started = time.monotonic()
+    m = plan.backup.manifest
+    target = plan.target
+    summary = RestoreSummary(database=plan.database, backup_id=m.id, verified=plan.backup.verified,
+                             backup_age_seconds=plan.backup_age_seconds, restored_into=plan.restore_into,
+                             live_database=target.dbname, replaced_name=plan.replaced_name, target=target.display)
+    dump = m.object("dump")
+    if dump is None:
+        raise JobError(f"backup {m.database}/{m.id} has no dump object in its manifest")
+    with connect(target, "postgres") as admin:
+        if database_exists(admin, plan.restore_into):
+            raise JobError(f"database {plan.restore_into} already exists on {target.display}")
+        if plan.replace:
+            if not database_exists(admin, target.dbname):
+                raise JobError(f"--replace: database {target.dbname} does not exist on {target.display}",
+                               hint="without --replace the backup is restored into a new database")
+            _require_no_sessions(admin, target.dbname, plan.terminate_connections)
+
+    if plan.safety_backup:
+        if safety_backup is None:
+            raise JobError("no way to take a safety backup was given")
+        progress.phase("safety backup")
+        summary.safety_backup = safety_backup()
+        summary.steps_done.append(f"safety backup {summary.safety_backup}")
+
+    with tempfile.TemporaryDirectory(prefix="maintainer-restore-", dir=temp_dir) as tmp:
+        path = os.path.join(tmp, "dump.pgcustom")
+        progress.phase("download and verify", total=dump.raw_size)
+        reader = VerifiedObject(storage, dump, label=f"{m.database}/{m.id} dump")
+        with open(path, "wb") as fh:
+            for chunk in reader.chunks():
+                if cancel.is_set():
+                    raise Interrupted("restore stopped during the download; nothing was changed")
+                fh.write(chunk)
+                progress.advance(len(chunk))
+        summary.bytes_restored = reader.raw_bytes
+        summary.steps_done.append(f"downloaded and verified {reader.stored_bytes} stored bytes")
+
+        with connect(target, "postgres") as admin:
+            if (gobj := m.object("globals")) is not None:
+                progress.phase("globals")
+                report = apply_globals(admin, VerifiedObject(storage, gobj).read_all().decode())
+                summary.globals = report.describe()
+                if not report.ok:
+                    log.warning("restore.globals_errors", errors=report.errors)
+            owner = _owner_of(admin, target.dbname)
+            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0{}").format(
+                sql.Identifier(plan.restore_into),
+                sql.SQL(" OWNER {}").format(sql.Identifier(owner)) if owner else sql.SQL("")))
+        summary.steps_done.append(f"created database {plan.restore_into}")
+        try:
+            _pg_restore(plan, path, progress, cancel)
+            with connect(target, plan.restore_into) as conn:
+                from maintainer.postgres.inventory import row_counts
+
+                actual = {t: c.rows for t, c in row_counts(conn).items()}
+            summary.row_check = compare_row_counts(m.row_counts, actual, tolerance=0.1)
+        except BaseException:
+            _drop_quietly(target, plan.restore_into)
+            raise
+    if summary.row_check is not None and not summary.row_check.passed and plan.replace:
+        _drop_quietly(target, plan.restore_into)
+        raise JobError(f"restored copy does not match the manifest ({summary.row_check.detail}); "
+                       f"{target.dbname} was not replaced")
+
+    if plan.replace:
+        progress.phase("switch over")
+        _switch(target, plan)
+        summary.steps_done.append(f"renamed {target.dbname} to {plan.replaced_name}, "
+                                  f"{plan.restore_into} to {target.dbname}")
+    progress.done()
+    summary.duration = time.monotonic() - started
+    log.info("restore.finished", database=plan.database, backup=m.id, restored_into=plan.restore_into,
+             replaced=plan.replace, duration=round(summary.duration, 3))
+    return summary
+
+
+def _require_no_sessions(admin, dbname: str, terminate: bool) -> None:
+    n = other_sessions(admin, dbname)
+    if n and not terminate:
+        raise JobError(f"{n} other session(s) are connected to {dbname}; refusing to replace it",
+                       hint="stop the application, or pass --terminate-connections")
+
+
+def _owner_of(admin, dbname: str) -> str | None:
+    row = admin.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def _pg_restore(plan: RestorePlan, path: str, progress: Progress, cancel: threading.Event) -> None:
+    env = {**os.environ, "PGAPPNAME": "maintainer-restore"}
+    if plan.target.password:
+        env["PGPASSWORD"] = plan.target.password
+    listing = subprocess.run(["pg_restore", "--list", path], capture_output=True, text=True, timeout=300)
+    total = sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
+    progress.phase("pg_restore", total=total or None)
+    cmd = ["pg_restore", "--exit-on-error", "--verbose", "--no-password", f"--jobs={plan.parallel_jobs}",
+           f"--dbname={plan.target.dsn(plan.restore_into)}", path]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    errors: list[str] = []
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if cancel.is_set():
+                proc.terminate()
+                break
+            if re.match(r"pg_restore: (creating|processing item|launching item)", line):
+                progress.advance(1)
+            elif "error" in line.lower():
+                errors.append(line.strip())
+        code = proc.wait(timeout=60)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    if cancel.is_set():
+        raise Interrupted(f"restore stopped during pg_restore; the new database {plan.restore_into} was dropped")
+    if code != 0:
+        raise JobError(f"pg_restore into {plan.restore_into} failed (exit {code}): "
+                       f"{errors[0] if errors else 'see the log'}")
+
+
+def _switch(target: Target, plan: RestorePlan) -> None:
+    """Rename live -> replaced, new -> live. Sessions that reconnect in between are
+    terminated (with --terminate-connections) and the rename retried, a few times."""
+    assert plan.replaced_name is not None
+    with connect(target, "postgres") as admin:
+        for attempt in range(5):
+            _require_no_sessions(admin, target.dbname, plan.terminate_connections)
+            if plan.terminate_connections:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE datname = %s AND pid <> pg_backend_pid()", (target.dbname,))
+                time.sleep(0.2)
+            try:
+                admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(target.dbname), sql.Identifier(plan.replaced_name)))
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 4:
+                    raise JobError(f"{target.dbname} is still in use; it was not replaced "
+                                   f"(the restored copy is {plan.restore_into})") from None
+        try:
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(plan.restore_into), sql.Identifier(target.dbname)))
+        except psycopg.Error as exc:
+            admin.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(plan.replaced_name), sql.Identifier(target.dbname)))
+            raise DatabaseError(f"switch-over failed, {target.dbname} was put back: {exc}") from None
+
+
+def _drop_quietly(target: Target, dbname: str) -> None:
+    try:
+        with connect(target, "postgres") as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    except Exception as exc:  # noqa: BLE001 - the original failure matters more
+        log.warning("restore.cleanup_failed", database=dbname, error=str(exc))
+
+
+def _without(conninfo: str, key: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(conninfo)
+    params.pop(key, None)
+    return make_conninfo(**params)

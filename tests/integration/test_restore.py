@@ -1,0 +1,169 @@
+"""`maintainer restore` run as a user would, against real PostgreSQL servers and S3 (moto)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from maintainer.backup import catalog
+from maintainer.backup.manifest import CheckResult, Verification
+
+from test_drill_support import config_data, load_contrivance, make_backup, run_cli, storage_of, s3_config, write_config
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def source(postgres):
+    load_contrivance(postgres)
+    return postgres
+
+
+def document(stdout: str) -> dict:
+    """The JSON document a --json command printed (log lines may precede it)."""
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
+
+
+def mark_verified(storage, manifest) -> None:
+    now = datetime.now(timezone.utc)
+    catalog.write_verification(storage, Verification(
+        backup_id=manifest.id, database=manifest.database, run_id="test-" + manifest.id, result="passed",
+        checks=[CheckResult(name="pg_restore", passed=True)], started=now, finished=now, maintainer_version="test"))
+
+
+def prepared(s3_server, s3_bucket, tmp_path, server, *, verified=True):
+    data = config_data(s3_server, s3_bucket, tmp_path, server)
+    storage = storage_of(s3_config(s3_server, s3_bucket, tmp_path, server))
+    manifest = make_backup(server, storage, "contrivance", "contrivance")
+    if verified:
+        mark_verified(storage, manifest)
+    return write_config(tmp_path, data), storage, manifest
+
+
+def databases(server) -> set[str]:
+    with server.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def counts(server, dbname) -> dict[str, int]:
+    with server.connect(dbname) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("app.accounts", "app.builds", "app.artifacts", "audit.events")}
+
+
+def ownership_and_grants(server, dbname):
+    with server.connect(dbname) as conn:
+        owners = {r[0] for r in conn.execute(
+            "SELECT tableowner FROM pg_tables WHERE schemaname IN ('app', 'audit')").fetchall()}
+        readonly = conn.execute("SELECT has_table_privilege('contrivance_readonly', 'app.builds', 'SELECT')").fetchone()[0]
+        schema_owner = conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'app'").fetchone()[0]
+    return owners, readonly, schema_owner
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(s3_server, s3_bucket, tmp_path, source):
+    config_file, _, manifest = prepared(s3_server, s3_bucket, tmp_path, source)
+    before = databases(source)
+
+    out = run_cli(config_file, "restore", "--latest", "--dry-run", "--json")
+
+    assert out.returncode == 0, out.stderr
+    plan = document(out.stdout)
+    assert plan["backup"] == manifest.id and plan["verified"] is True and plan["dry_run"] is True
+    assert plan["restore_into"].startswith("contrivance_restored_") and not plan["replace"]
+    assert any("pg_restore --exit-on-error --jobs=2" in s for s in plan["steps"])
+    assert databases(source) == before
+
+
+def test_restore_round_trips_into_a_new_database_with_owners_and_grants(s3_server, s3_bucket, tmp_path, source):
+    config_file, _, manifest = prepared(s3_server, s3_bucket, tmp_path, source)
+    with source.connect("contrivance") as conn:
+        conn.execute("DELETE FROM audit.events WHERE id % 2 = 0")  # the live database moved on
+
+    out = run_cli(config_file, "restore", "--latest", "--database", "contrivance")
+
+    assert out.returncode == 0, out.stderr
+    [new] = [d for d in databases(source) if d.startswith("contrivance_restored_")]
+    assert f"Restored contrivance/{manifest.id} (verified" in out.stdout
+    assert "row counts match the manifest" in out.stdout and "ALTER DATABASE" in out.stdout
+    expected = {t: manifest.row_counts[t].rows for t in ("app.accounts", "app.builds", "app.artifacts", "audit.events")}
+    assert counts(source, new) == expected
+    assert counts(source, "contrivance")["audit.events"] < expected["audit.events"]  # live one untouched
+    assert ownership_and_grants(source, new) == ({"contrivance_app"}, True, "contrivance_app")
+
+
+def test_unverified_backups_need_any_and_verified_ones_are_preferred(s3_server, s3_bucket, tmp_path, source):
+    config_file, storage, old = prepared(s3_server, s3_bucket, tmp_path, source, verified=False)
+
+    refused = run_cli(config_file, "restore", "--dry-run")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("Error: ") and "--any" in refused.stderr
+
+    mark_verified(storage, old)
+    newer = make_backup(source, storage, "contrivance", "contrivance",
+                        when=datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json").stdout)
+    assert plan["backup"] == old.id and "1 newer unverified" in plan["why"]
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any").stdout)
+    assert plan["backup"] == old.id  # --any allows, but still prefers the verified one
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any", "--backup", newer.id).stdout)
+    assert plan["backup"] == newer.id and plan["verified"] is False
+
+
+def test_replace_needs_yes_refuses_other_sessions_and_keeps_the_old_database(s3_server, s3_bucket, tmp_path,
+                                                                               source):
+    config_file, _, manifest = prepared(s3_server, s3_bucket, tmp_path, source)
+    with source.connect("contrivance") as conn:
+        conn.execute("DELETE FROM audit.events")  # the incident: data lost after the backup
+
+    not_confirmed = run_cli(config_file, "restore", "--replace", "--no-safety-backup")
+    assert not_confirmed.returncode == 2 and "--yes" in not_confirmed.stderr
+
+    with source.connect("contrivance") as session:  # an application still connected
+        session.execute("SELECT 1")
+        refused = run_cli(config_file, "restore", "--replace", "--yes", "--no-safety-backup")
+        assert refused.returncode == 1 and "other session(s) are connected to contrivance" in refused.stderr
+        assert "--terminate-connections" in refused.stderr
+        assert not [d for d in databases(source) if "_restored_" in d]  # refused before restoring
+
+        out = run_cli(config_file, "restore", "--replace", "--yes", "--no-safety-backup", "--terminate-connections")
+    assert out.returncode == 0, out.stderr
+    assert counts(source, "contrivance")["audit.events"] == manifest.row_counts["audit.events"].rows
+    [kept] = [d for d in databases(source) if d.startswith("contrivance_replaced_")]
+    assert counts(source, kept)["audit.events"] == 0
+    assert ownership_and_grants(source, "contrivance") == ({"contrivance_app"}, True, "contrivance_app")
+
+
+def test_replace_without_a_backup_job_for_the_safety_backup_changes_nothing(s3_server, s3_bucket, tmp_path, source):
+    config_file, _, _ = prepared(s3_server, s3_bucket, tmp_path, source)
+    before = databases(source)
+
+    out = run_cli(config_file, "restore", "--replace", "--yes")
+
+    assert out.returncode != 0 and "no pg_backup job backs up contrivance" in out.stderr
+    assert "--no-safety-backup" in out.stderr
+    assert databases(source) == before
+
+
+def test_restore_across_servers_recreates_roles_owners_and_grants(s3_server, s3_bucket, tmp_path, source,
+                                                                  postgres_factory):
+    config_file, _, manifest = prepared(s3_server, s3_bucket, tmp_path, source)
+    other = postgres_factory()
+
+    out = run_cli(config_file, "restore", "--target-dsn", other.dsn("contrivance"), "--json")
+
+    assert out.returncode == 0, out.stderr
+    summary = document(out.stdout)
+    assert summary["row_counts"]["passed"] and summary["target"].endswith(f":{other.port}")
+    new = summary["restored_into"]
+    assert counts(other, new)["app.builds"] == manifest.row_counts["app.builds"].rows
+    assert ownership_and_grants(other, new) == ({"contrivance_app"}, True, "contrivance_app")
+    with other.connect() as conn:
+        login = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'contrivance_app'").fetchone()[0]
+    assert login is True
+    # the target's own superuser keeps its password: we can still connect as before
+    with other.connect() as conn:
+        conn.execute("SELECT 1")
