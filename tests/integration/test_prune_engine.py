@@ -165,3 +165,19 @@ def test_an_unused_network_goes_and_one_a_stopped_container_is_attached_to_stays
     assert exists(docker_client.networks.get, attached.id)
     kept = {i["name"]: i["rule"] for i in result.details["plan"] if i["action"] == "keep"}
     assert kept[attached.name] == f"used by container {user.name}"
+
+
+def test_by_default_only_anonymous_volumes_go_and_stateful_projects_keep_theirs(docker_client, scope):
+    anonymous = docker_client.volumes.create(uuid.uuid4().hex + uuid.uuid4().hex, labels=scope)
+    named = docker_client.volumes.create(unique_name("maintainer-test-named"), labels=scope)
+    project = unique_name("maintainer-test-stateful")
+    stateful = docker_client.volumes.create(uuid.uuid4().hex + uuid.uuid4().hex,
+                                            labels={**scope, "com.docker.compose.project": project})
+    result = run_job(prune_config(scope, volumes={"enabled": True, "stateful_projects": [project]}), "prune")
+    assert result.ok, result.errors
+    assert not exists(docker_client.volumes.get, anonymous.name)
+    assert exists(docker_client.volumes.get, named.name)
+    assert exists(docker_client.volumes.get, stateful.name)
+    kept = {i["name"]: i["rule"] for i in result.details["plan"] if i["action"] == "keep"}
+    assert kept[named.name] == "named volume (only anonymous volumes are pruned)"
+    assert kept[stateful.name] == f"volume of stateful compose project {project}"
