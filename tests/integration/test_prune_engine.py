@@ -96,6 +96,9 @@ def test_prune_keeps_a_stopped_postgres_volume_and_a_protected_one_and_removes_d
     assert planned[("volume", protected.name)]["rule"] == "protected by label maintainer.protect=true"
     assert planned[("volume", unused.name)]["action"] == "remove"
     assert exists(docker_client.images.get, first)  # a dry run removes nothing
+    assert exists(docker_client.volumes.get, unused.name)
+    assert dry.summary[-1].startswith("dry run: would remove 2 objects, reclaiming up to ")
+    assert f"remove volume      {unused.name}  (" in "\n".join(dry.summary)
 
     result = run_job(config, "prune")
     assert result.ok, result.errors
