@@ -21,6 +21,7 @@ from maintainer.snapshot.mask import Masker
 
 SECRET_DIRS: tuple[str, ...] = ("/run/secrets",)
 MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_TOTAL_BYTES = 256 * 1024 * 1024  # configs are small; more means a wrong path (a data directory)
 COMPOSE_PROJECT = "com.docker.compose.project"
 
 
@@ -111,6 +112,9 @@ def _add_file(path: str, exclude: Sequence[str], masker: Masker, out: Collected)
     size = os.path.getsize(path)
     if size > MAX_FILE_BYTES:
         out.skipped.append({"path": path, "reason": f"larger than {MAX_FILE_BYTES} bytes"})
+        return
+    if sum(map(len, out.members.values())) + size > MAX_TOTAL_BYTES:
+        out.skipped.append({"path": path, "reason": f"the snapshot would exceed {MAX_TOTAL_BYTES} bytes"})
         return
     try:
         data = Path(path).read_bytes()
