@@ -141,7 +141,7 @@ def _prune_build_cache(api, plan: PrunePlan, report: PruneReport) -> None:
         return
     removed_ids = set((result or {}).get("CachesDeleted") or [])
     for item in items:
-        if not removed_ids or item.id in removed_ids:
+        if item.id in removed_ids:
             report.removed.append(item)
         else:
             report.skipped.append((item, "kept by the engine (used again since the plan)"))
