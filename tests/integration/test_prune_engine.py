@@ -184,3 +184,23 @@ def test_by_default_only_anonymous_volumes_go_and_stateful_projects_keep_theirs(
     kept = {i["name"]: i["rule"] for i in result.details["plan"] if i["action"] == "keep"}
     assert kept[named.name] == "named volume (only anonymous volumes are pruned)"
     assert kept[stateful.name] == f"volume of stateful compose project {project}"
+
+
+def test_images_a_container_uses_or_an_image_update_job_lists_stay_even_when_old_images_are_pruned(
+        docker_client, scope):
+    repo = unique_name("maintainer-test-img")
+    used = tiny_image(docker_client, repo, "used", scope, "u")
+    listed = tiny_image(docker_client, repo, "listed", scope, "l")
+    unused = tiny_image(docker_client, repo, "unused", scope, "x")
+    user = docker_client.containers.create(f"{repo}:used", ["/f"], labels=scope, name=unique_name("maintainer-test-c"))
+    config = Config.model_validate({"jobs": {
+        "prune": {"type": "docker_prune", "schedule": "0 5 * * *", "label_filter": [f"{RUN_LABEL}={scope[RUN_LABEL]}"],
+                  "containers": {"enabled": False}, "unused_images": {"enabled": True, "older_than": "0s"}},
+        "update": {"type": "image_update", "schedule": "0 2 * * 1", "images": [f"{repo}:listed"]}}})
+    result = run_job(config, "prune")
+    assert result.ok, result.errors
+    assert exists(docker_client.images.get, used) and exists(docker_client.images.get, listed)
+    assert not exists(docker_client.images.get, unused)
+    kept = {i["id"]: i["rule"] for i in result.details["plan"] if i["action"] == "keep"}
+    assert kept[used] == f"used by container {user.name}"
+    assert kept[listed] == "listed in an image_update job"
