@@ -134,7 +134,7 @@ step_dockerd() {
 				rm -f /var/run/docker.pid
 			fi
 			log "starting dockerd (log: $DOCKERD_LOG)"
-			setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 < /dev/null &
+			setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 < /dev/null 9>&- &
 			started=1
 		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
@@ -340,7 +340,7 @@ step_registry() {
 		  addr: $REGISTRY_ADDR
 	EOF
 	log "starting docker-registry on $REGISTRY_ADDR (log: $logf)"
-	setsid nohup docker-registry serve "$config" >>"$logf" 2>&1 < /dev/null &
+	setsid nohup docker-registry serve "$config" >>"$logf" 2>&1 < /dev/null 9>&- &
 	local deadline=$((SECONDS + 30))
 	until registry_answers; do
 		if [ "$SECONDS" -ge "$deadline" ]; then
@@ -397,9 +397,21 @@ summary() {
 	echo "  registry: http://$REGISTRY_ADDR/v2/" >&2
 }
 
+# One run at a time: concurrent runs (two engineers, or a test run beside a manual
+# one) would debootstrap into the same directories. The later run waits, then finds
+# everything in place.
+take_lock() {
+	exec 9>"$STATE_DIR/testbed.lock"
+	if ! flock -n 9; then
+		log "another testbed.sh run is in progress; waiting for it (up to 15 min)"
+		flock -w 900 9 || die "another testbed.sh run held $STATE_DIR/testbed.lock for 15 min"
+	fi
+}
+
 main() {
-	mkdir -p "$STATE_DIR" "$LOG_DIR"
 	[ "$(id -u)" = 0 ] || die "run as root (installs packages, starts dockerd)"
+	mkdir -p "$STATE_DIR" "$LOG_DIR"
+	take_lock
 	case "${1:-}" in
 		--only-docker)
 			run_step "packages (docker.io)" ensure_packages docker.io

@@ -22,7 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support.docker_resources import remove_test_resources, docker_labels, unique_name  # noqa: E402
 from support.postgres import PgServer, remove_postgres, start_postgres  # noqa: E402
-from support.s3 import ProcessS3Server, S3Endpoint, ThreadedS3Server, delete_bucket  # noqa: E402
+from support.s3 import (  # noqa: E402
+    ProcessS3Server,
+    S3Container,
+    S3Endpoint,
+    ThreadedS3Server,
+    delete_bucket,
+    start_moto_container,
+)
 
 SETUP_HINT = "run scripts/testbed.sh (or scripts/test.sh) to set up the test bed"
 REGISTRY = "127.0.0.1:5555"
@@ -184,6 +191,19 @@ def s3_bucket(s3_server) -> Iterator[str]:
         yield name
     finally:
         delete_bucket(client, name)
+
+
+@pytest.fixture
+def s3_container(docker_client, docker_network) -> Iterator[S3Container]:
+    """S3 (maintainer-test/moto:latest) in a container on ``docker_network``, alias
+    ``s3``: other containers use ``internal_endpoint_url`` (http://s3:5000), the test
+    itself ``endpoint_url``. Removed after the test."""
+    image = _require_image(docker_client, "maintainer-test/moto:latest")
+    server = start_moto_container(docker_client, image, docker_network, alias="s3")
+    try:
+        yield server
+    finally:
+        server.container.remove(force=True, v=True)
 
 
 # ---------------------------------------------------------------- registry

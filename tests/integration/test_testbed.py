@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from support.docker_resources import run_to_completion, unique_name
+from support.s3 import S3Endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -150,3 +151,16 @@ def test_registry_push_and_pull(registry, docker_client):
             docker_client.images.remove(reference, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+
+def test_containers_reach_s3_in_a_container(s3_container, docker_client, docker_network):
+    s3_container.client().create_bucket(Bucket="shared")
+    s3_container.client().put_object(Bucket="shared", Key="from-host", Body=b"hi")
+    # Signed for the address other containers use; signing needs no connection.
+    inside = S3Endpoint(endpoint_url=s3_container.internal_endpoint_url)
+    url = inside.client().generate_presigned_url("get_object", Params={"Bucket": "shared", "Key": "from-host"})
+    script = f"import urllib.request; print(urllib.request.urlopen({url!r}).read().decode())"
+    status, output = run_to_completion(
+        docker_client, "maintainer-test/python:3.11", ["python3", "-c", script], network=docker_network
+    )
+    assert (status, output.strip()) == (0, "hi")

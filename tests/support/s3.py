@@ -140,3 +140,42 @@ def delete_bucket(client, bucket: str) -> None:
     except botocore.exceptions.ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
             raise
+
+
+@dataclass
+class S3Container(S3Endpoint):
+    """moto in a container on a docker network: containers reach it at
+    ``internal_endpoint_url`` (http://ALIAS:5000), tests at ``endpoint_url``."""
+
+    internal_endpoint_url: str = ""
+    container: object = None
+
+
+def start_moto_container(client, image: str, network: str, alias: str = "s3") -> S3Container:
+    """Start IMAGE (maintainer-test/moto:latest) on NETWORK with ALIAS, port 5000
+    published on 127.0.0.1; returns once it answers. Removes the container on error."""
+    from .docker_resources import docker_labels, unique_name
+
+    container = client.containers.create(
+        image,
+        name=unique_name("maintainer-test-s3"),
+        labels=docker_labels(),
+        ports={"5000/tcp": ("127.0.0.1", None)},
+        network=network,
+        networking_config={network: client.api.create_endpoint_config(aliases=[alias])},
+        detach=True,
+    )
+    try:
+        container.start()
+        container.reload()
+        port = int(container.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"])
+        server = S3Container(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            internal_endpoint_url=f"http://{alias}:5000",
+            container=container,
+        )
+        wait_until_answering(server.endpoint_url)
+        return server
+    except BaseException:
+        container.remove(force=True, v=True)
+        raise
