@@ -19,7 +19,9 @@ COPY . /src
 # The wheel is built from the sources, then installed with its dependencies
 # into a venv that the runtime stage copies whole. botocore ships the API
 # models of every AWS service; maintainer talks to S3 (and STS for role
-# credentials) only, so the other models are dropped (~60 % of the venv).
+# credentials) only, so the other models are dropped, as is zstandard's unused
+# cffi backend. Bytecode is compiled here: the runtime user cannot write it, and
+# every `maintainer healthcheck` would otherwise compile pydantic again.
 RUN set -eux; \
     mkdir -p /src/wheels; \
     python3 -m venv /opt/maintainer; \
@@ -29,9 +31,11 @@ RUN set -eux; \
     /opt/maintainer/bin/pip uninstall -y setuptools wheel pip; \
     data=$(echo /opt/maintainer/lib/python3*/site-packages/botocore/data); \
     find "$data" -mindepth 1 -maxdepth 1 -type d ! -name s3 ! -name sts ! -name sso ! -name sso-oidc -exec rm -rf {} +; \
-    find /opt/maintainer -name '*.pyc' -delete; \
+    rm -f "$data"/../../zstandard/_cffi.*.so "$data"/../../zstandard/backend_cffi.py; \
     find /opt/maintainer -name tests -type d -path '*site-packages/*/tests' -prune -exec rm -rf {} +; \
-    /opt/maintainer/bin/python -c "import maintainer.cli.main, boto3; boto3.session.Session().client('s3', region_name='us-east-1')"
+    find /opt/maintainer -name '__pycache__' -type d -prune -exec rm -rf {} +; \
+    /opt/maintainer/bin/python -m compileall -q -j 0 /opt/maintainer/lib >/dev/null; \
+    /opt/maintainer/bin/python -c "import maintainer.cli.main, zstandard, boto3; boto3.session.Session().client('s3', region_name='us-east-1')"
 
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE}
