@@ -152,7 +152,9 @@ def _safety_backup(config, database: str, storage_name: str) -> str:
     if spec is None:
         raise ConfigError(f"no pg_backup job backs up {database} into {storage_name}, so no safety backup can be taken",
                           hint="add one, or pass --no-safety-backup")
-    spec = spec.model_copy(update={"databases": [database]})
+    # Only this database, and no retention: an incident is no time to delete backups.
+    spec = spec.model_copy(update={"databases": [database],
+                                   "retention": spec.retention.model_copy(update={"keep_last": 10**9})})
     run_id = new_run_id()
     job = JOB_TYPES["pg_backup"](f"{job_name}-safety", spec, config)
     result = job.run(RunContext(config, f"{job_name}-safety", run_id))

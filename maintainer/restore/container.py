@@ -118,19 +118,33 @@ def is_abandoned(labels: dict[str, str], *, host: str, now: float) -> bool:
 
 
 def sweep_leftovers(client, *, now: float | None = None) -> list[str]:
-    """Remove (with volumes) the drill containers of runs that crashed; returns their names."""
+    """Remove (with volumes) the drill containers of runs that crashed; returns their names.
+
+    Uses the engine's plain listing (no per-container inspect), so containers
+    that other runs remove meanwhile do not make the sweep fail.
+    """
+    from docker.errors import APIError, NotFound
+
     now = time.time() if now is None else now
     host = socket.gethostname()
     removed = []
     with docker_errors("list leftover drill containers"):
-        containers = client.containers.list(all=True, filters={"label": f"{DRILL_LABEL}=1"})
-    for container in containers:
-        if not is_abandoned(container.labels or {}, host=host, now=now):
+        containers = client.api.containers(all=True, filters={"label": f"{DRILL_LABEL}=1"})
+    for info in containers:
+        labels = info.get("Labels") or {}
+        name = (info.get("Names") or [info["Id"][:12]])[0].lstrip("/")
+        if not is_abandoned(labels, host=host, now=now):
             continue
-        if _remove(container):
-            log.warning("drill.leftover_removed", container=container.name,
-                        run_id=(container.labels or {}).get(RUN_LABEL))
-            removed.append(container.name)
+        try:
+            client.api.remove_container(info["Id"], force=True, v=True)
+        except NotFound:
+            continue
+        except APIError as exc:
+            if exc.status_code == 409:  # removal already in progress
+                continue
+            raise DockerError(f"remove leftover drill container {name}: {exc.explanation}") from None
+        log.warning("drill.leftover_removed", container=name, run_id=labels.get(RUN_LABEL))
+        removed.append(name)
     return removed
 
 

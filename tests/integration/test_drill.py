@@ -37,7 +37,7 @@ def source(postgres):
 def setup(s3_server, s3_bucket, tmp_path, source, **job):
     config = s3_config(s3_server, s3_bucket, tmp_path, source, jobs={"drill": drill_job(**job)})
     storage = storage_of(config)
-    manifest = make_backup(source, storage, "contrivance", "contrivance")
+    manifest = make_backup(config)
     return config, storage, manifest
 
 
@@ -131,9 +131,9 @@ def test_a_drill_that_times_out_leaves_no_container_or_volume(docker_client, s3_
         for _ in range(200):
             if stop.is_set():
                 return
-            for c in docker_client.containers.list(all=True, filters={"label": "maintainer.drill=1"}):
-                if c.labels.get("maintainer.test.pid") == str(os.getpid()):
-                    seen.append((c.labels["maintainer.run_id"], volumes_of(c)))
+            for c in docker_client.api.containers(all=True, filters={"label": "maintainer.drill=1"}):
+                if (c.get("Labels") or {}).get("maintainer.test.pid") == str(os.getpid()):
+                    seen.append([m["Name"] for m in c.get("Mounts", []) if m.get("Type") == "volume"])
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)
@@ -147,7 +147,7 @@ def test_a_drill_that_times_out_leaves_no_container_or_volume(docker_client, s3_
     assert not result.ok and "timed out after 1 s" in result.errors[0]
     assert drill_containers(docker_client, result.run_id) == []
     assert seen, "the drill container was never seen"
-    assert_no_volumes(docker_client, [v for _, vols in seen for v in vols])
+    assert_no_volumes(docker_client, [v for vols in seen for v in vols])
     assert catalog.list_backups(storage, "contrivance")[0].verifications == []
 
 
@@ -156,8 +156,7 @@ def test_a_drill_killed_with_sigterm_leaves_no_container_or_volume(docker_client
     load_contrivance(postgres, scale=20)  # big enough that the restore is still running when stopped
     data = config_data(s3_server, s3_bucket, tmp_path, postgres, jobs={"drill": drill_job()})
     config_file = write_config(tmp_path, data)
-    make_backup(postgres, storage_of(s3_config(s3_server, s3_bucket, tmp_path, postgres)), "contrivance",
-                "contrivance")
+    make_backup(s3_config(s3_server, s3_bucket, tmp_path, postgres))
 
     proc = subprocess.Popen([sys.executable, "-m", "maintainer", "--config", str(config_file), "--log-format",
                              "json", "run", "drill"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -166,9 +165,9 @@ def test_a_drill_killed_with_sigterm_leaves_no_container_or_volume(docker_client
         container = None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and container is None:
-            for c in docker_client.containers.list(filters={"label": "maintainer.drill=1"}):
-                if c.labels.get("maintainer.drill.pid") == str(proc.pid):
-                    container = c
+            for c in docker_client.api.containers(filters={"label": "maintainer.drill=1"}):
+                if (c.get("Labels") or {}).get("maintainer.drill.pid") == str(proc.pid):
+                    container = docker_client.containers.get(c["Id"])
             time.sleep(0.1)
         assert container is not None, "the drill container never started"
         time.sleep(1.0)  # inside the start-up or restore

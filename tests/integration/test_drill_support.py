@@ -1,24 +1,17 @@
 """Helpers shared by the drill and restore integration tests (no tests here).
 
-``make_backup`` writes a backup in the layout pg_backup writes (pg_dump -Fc -Z0
-through zstd, pg_dumpall --globals-only, a manifest with the same inventory
-queries), with the real client tools against a real server. It stands in for
-the pg_backup job until that job can be driven from these tests.
+``make_backup`` runs the real pg_backup job (job "backup" of ``config_data``)
+and returns the manifest it wrote.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import zstandard
-
-from maintainer import __version__
-from maintainer.backup import catalog, layout
-from maintainer.backup.manifest import Manifest, StoredObject, TableCount
+from maintainer.backup import catalog
+from maintainer.backup.manifest import Manifest
 from maintainer.config.models import Config
 from maintainer.storage import open_storage
 
@@ -49,8 +42,12 @@ def load_contrivance(server, dbname: str = "contrivance", scale: int = 1) -> Non
 
 
 def config_data(s3_server, bucket: str, tmp_path: Path, server, *, database: str = "contrivance",
-                dbname: str = "contrivance", jobs: dict | None = None) -> dict:
-    """A schedules.yaml as data: S3 storage "s3", one database entry, the given jobs."""
+                dbname: str = "contrivance", jobs: dict | None = None, backup_job: bool = True) -> dict:
+    """A schedules.yaml as data: S3 storage "s3", one database entry, a pg_backup job
+    "backup" (unless ``backup_job`` is false) and the given jobs."""
+    jobs = dict(jobs or {})
+    if backup_job:
+        jobs["backup"] = {"type": "pg_backup", "schedule": "15 3 * * *", "databases": [database], "storage": "s3"}
     return {
         "storage": {"s3": {"url": f"s3://{bucket}/backups", "endpoint_url": s3_server.endpoint_url,
                            "region": s3_server.region, "path_style": True,
@@ -58,7 +55,7 @@ def config_data(s3_server, bucket: str, tmp_path: Path, server, *, database: str
         "databases": {database: {"host": server.host, "port": server.port, "user": server.user,
                                  "password": server.password, "dbname": dbname, "sslmode": "disable"}},
         "daemon": {"state_dir": str(tmp_path / "state")},
-        "jobs": jobs or {},
+        "jobs": jobs,
     }
 
 
@@ -83,48 +80,19 @@ def run_cli(config_file: Path, *args: str, timeout: float = 300) -> subprocess.C
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
-def make_backup(server, storage, database: str, dbname: str, *, when: datetime | None = None,
-                level: int = 3) -> Manifest:
-    """Back up ``dbname`` of ``server`` into ``storage`` under entry ``database``."""
-    import psycopg
+def make_backup(config: Config, database: str = "contrivance") -> Manifest:
+    """Run the real pg_backup job "backup" once; the manifest of the backup it made."""
+    from maintainer.runner import run_job
 
-    from maintainer.postgres.inventory import object_counts, row_counts
-
-    when = when or datetime.now(timezone.utc).replace(microsecond=0)
-    backup_id = layout.new_backup_id(when)
-    env = client_env(server)
-    dump = subprocess.run(["pg_dump", "-Fc", "-Z0", "-d", dbname], env=env, check=True, capture_output=True,
-                          timeout=600).stdout
-    globals_sql = subprocess.run(["pg_dumpall", "--globals-only"], env=env, check=True, capture_output=True,
-                                 timeout=120).stdout
-    objects = []
-    for name, fname, fmt, raw in (("dump", layout.DUMP, "pg_dump-custom", dump),
-                                  ("globals", layout.GLOBALS, "sql", globals_sql)):
-        stored = zstandard.ZstdCompressor(level=level, write_checksum=True).compress(raw)
-        key = layout.object_key(database, backup_id, fname)
-        storage.put(key, stored)
-        objects.append(StoredObject(name=name, key=key, format=fmt, raw_size=len(raw), stored_size=len(stored),
-                                    sha256=hashlib.sha256(stored).hexdigest(),
-                                    raw_sha256=hashlib.sha256(raw).hexdigest()))
-    with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
-        rows = {k: TableCount(rows=v.rows, exact=v.exact) for k, v in row_counts(conn).items()}
-        counts = object_counts(conn)
-        version, num = conn.execute("SELECT current_setting('server_version'), "
-                                    "current_setting('server_version_num')::int").fetchone()
-    manifest = Manifest(
-        id=backup_id, database=database, dbname=dbname, server_version=version.split()[0],
-        server_version_num=num, server_major=num // 10000, pg_dump_version="15", client="local",
-        started=when, finished=when + timedelta(seconds=1), duration=1.0,
-        compression={"algorithm": "zstd", "level": level}, maintainer_version=__version__, objects=objects,
-        row_counts=rows, object_counts=counts, total_rows=sum(r.rows for r in rows.values()),
-        raw_size=sum(o.raw_size for o in objects), stored_size=sum(o.stored_size for o in objects))
-    catalog.write_manifest(storage, manifest)
-    return manifest
+    result = run_job(config, "backup")
+    assert result.ok, result.errors
+    return catalog.list_backups(storage_of(config), database)[0].manifest
 
 
 def storage_of(config: Config, name: str = "s3"):
     return open_storage(config.storage[name], name=name)
 
 
-def drill_containers(docker_client, run_id: str) -> list:
-    return docker_client.containers.list(all=True, filters={"label": f"maintainer.run_id={run_id}"})
+def drill_containers(docker_client, run_id: str) -> list[str]:
+    """Ids of the containers (running or not) labelled with this run id."""
+    return [c["Id"] for c in docker_client.api.containers(all=True, filters={"label": f"maintainer.run_id={run_id}"})]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+import time
+from datetime import datetime, timezone
 
 import pytest
 
@@ -35,10 +36,11 @@ def mark_verified(storage, manifest) -> None:
         checks=[CheckResult(name="pg_restore", passed=True)], started=now, finished=now, maintainer_version="test"))
 
 
-def prepared(s3_server, s3_bucket, tmp_path, server, *, verified=True):
-    data = config_data(s3_server, s3_bucket, tmp_path, server)
-    storage = storage_of(s3_config(s3_server, s3_bucket, tmp_path, server))
-    manifest = make_backup(server, storage, "contrivance", "contrivance")
+def prepared(s3_server, s3_bucket, tmp_path, server, *, verified=True, backup_job=True):
+    data = config_data(s3_server, s3_bucket, tmp_path, server, backup_job=backup_job)
+    config = s3_config(s3_server, s3_bucket, tmp_path, server)
+    storage = storage_of(config)
+    manifest = make_backup(config)
     if verified:
         mark_verified(storage, manifest)
     return write_config(tmp_path, data), storage, manifest
@@ -103,8 +105,8 @@ def test_unverified_backups_need_any_and_verified_ones_are_preferred(s3_server, 
     assert refused.stderr.startswith("Error: ") and "--any" in refused.stderr
 
     mark_verified(storage, old)
-    newer = make_backup(source, storage, "contrivance", "contrivance",
-                        when=datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=2))
+    time.sleep(1.1)  # backup ids have one-second resolution
+    newer = make_backup(s3_config(s3_server, s3_bucket, tmp_path, source))
     plan = document(run_cli(config_file, "restore", "--dry-run", "--json").stdout)
     assert plan["backup"] == old.id and "1 newer unverified" in plan["why"]
     plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any").stdout)
@@ -138,7 +140,7 @@ def test_replace_needs_yes_refuses_other_sessions_and_keeps_the_old_database(s3_
 
 
 def test_replace_without_a_backup_job_for_the_safety_backup_changes_nothing(s3_server, s3_bucket, tmp_path, source):
-    config_file, _, _ = prepared(s3_server, s3_bucket, tmp_path, source)
+    config_file, _, _ = prepared(s3_server, s3_bucket, tmp_path, source, backup_job=False)
     before = databases(source)
 
     out = run_cli(config_file, "restore", "--replace", "--yes")
@@ -167,3 +169,24 @@ def test_restore_across_servers_recreates_roles_owners_and_grants(s3_server, s3_
     # the target's own superuser keeps its password: we can still connect as before
     with other.connect() as conn:
         conn.execute("SELECT 1")
+
+
+def test_replace_takes_a_safety_backup_of_the_current_database_first(s3_server, s3_bucket, tmp_path, source):
+    config_file, storage, manifest = prepared(s3_server, s3_bucket, tmp_path, source)
+    with source.connect("contrivance") as conn:
+        conn.execute("DELETE FROM app.deployments")
+    time.sleep(1.1)  # backup ids have one-second resolution
+
+    out = run_cli(config_file, "restore", "--backup", manifest.id, "--replace", "--yes")
+
+    assert out.returncode == 0, out.stderr
+    assert "safety backup:" in out.stdout
+    newest, restored = catalog.list_backups(storage, "contrivance")[:2]
+    assert restored.id == manifest.id and newest.id > manifest.id
+    assert newest.manifest.row_counts["app.deployments"].rows == 0  # the state before the restore
+    assert counts_of(source, "contrivance", "app.deployments") == manifest.row_counts["app.deployments"].rows
+
+
+def counts_of(server, dbname, table) -> int:
+    with server.connect(dbname) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
