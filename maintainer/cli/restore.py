@@ -71,11 +71,11 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
                          hint="pass --any to restore it anyway")
     spec = config.databases[database]
     target = target_from_dsn(target_dsn, spec.dbname or database) if target_dsn else target_from_spec(spec, database)
-    client = choose_client(entry.manifest.server_major)
+    client, client_path = choose_client(entry.manifest.server_major)
     now = datetime.now(timezone.utc)
     plan = plan_restore(database, entry, why, target, replace=replace, safety_backup=not no_safety_backup,
                         terminate_connections=terminate_connections, parallel_jobs=parallel_jobs, client=client,
-                        now=now)
+                        now=now, client_path=client_path)
     if dry_run:
         if as_json:
             print_json({"dry_run": True, **plan.to_dict()})

@@ -95,25 +95,20 @@ def target_from_dsn(dsn: str, default_dbname: str) -> Target:
                   display=display, dbname=str(dbname))
 
 
-def local_client() -> tuple[int | None, str]:
-    """(major version, path) of the local pg_restore, or (None, reason)."""
-    try:
-        out = subprocess.run(["pg_restore", "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"no usable pg_restore here ({exc})"
-    m = re.search(r"(\d+)(?:\.\d+)?", out)
-    return (int(m.group(1)), "pg_restore") if m else (None, f"cannot read the pg_restore version from {out!r}")
+def choose_client(server_major: int) -> tuple[str, str]:
+    """(description, path) of the newest local pg_restore, if it can read a dump of
+    ``server_major`` (found on PATH and in the usual PostgreSQL directories)."""
+    from maintainer.postgres.client import local_clients
 
-
-def choose_client(server_major: int) -> str:
-    """'local pg_restore N' when the local client can read a dump of ``server_major``."""
-    major, what = local_client()
-    if major is None:
-        raise JobError(what, hint="install the PostgreSQL client tools, or run maintainer from its image")
+    clients = local_clients("pg_restore")
+    if not clients:
+        raise JobError("no pg_restore found here",
+                       hint="install the PostgreSQL client tools, or run maintainer from its image")
+    major, version, path = clients[0]
     if major < server_major:
-        raise JobError(f"the local pg_restore {major} cannot read a dump of PostgreSQL {server_major}",
+        raise JobError(f"the newest local pg_restore ({version}) cannot read a dump of PostgreSQL {server_major}",
                        hint=f"run maintainer from an image with the PostgreSQL {server_major} client tools")
-    return f"local pg_restore {major}"
+    return f"local pg_restore {version}", path
 
 
 def connect(target: Target, dbname: str) -> psycopg.Connection:
@@ -236,10 +231,10 @@ def _pg_restore(plan: RestorePlan, path: str, progress: Progress, cancel: thread
     env = {**os.environ, "PGAPPNAME": "maintainer-restore"}
     if plan.target.password:
         env["PGPASSWORD"] = plan.target.password
-    listing = subprocess.run(["pg_restore", "--list", path], capture_output=True, text=True, timeout=300)
+    listing = subprocess.run([plan.client_path, "--list", path], capture_output=True, text=True, timeout=300)
     total = sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
     progress.phase("pg_restore", total=total or None)
-    cmd = ["pg_restore", "--exit-on-error", "--verbose", "--no-password", f"--jobs={plan.parallel_jobs}",
+    cmd = [plan.client_path, "--exit-on-error", "--verbose", "--no-password", f"--jobs={plan.parallel_jobs}",
            f"--dbname={plan.target.dsn(plan.restore_into)}", path]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
     errors: list[str] = []

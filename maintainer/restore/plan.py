@@ -43,6 +43,7 @@ class RestorePlan:
     client: str  # "local pg_restore N"
     now: datetime
     steps: list[str] = field(default_factory=list)
+    client_path: str = "pg_restore"
 
     @property
     def backup_age_seconds(self) -> float:
@@ -67,12 +68,12 @@ def restored_name(dbname: str, now: datetime, suffix: str = "restored") -> str:
 
 def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *, replace: bool,
                  safety_backup: bool, terminate_connections: bool, parallel_jobs: int, client: str,
-                 now: datetime) -> RestorePlan:
+                 now: datetime, client_path: str = "pg_restore") -> RestorePlan:
     into = restored_name(target.dbname, now)
     plan = RestorePlan(database=database, backup=entry, why=why, target=target, restore_into=into,
                        replace=replace, replaced_name=restored_name(target.dbname, now, "replaced") if replace else None,
                        safety_backup=replace and safety_backup, terminate_connections=terminate_connections,
-                       parallel_jobs=parallel_jobs, client=client, now=now)
+                       parallel_jobs=parallel_jobs, client=client, now=now, client_path=client_path)
     m = entry.manifest
     steps = [f"download {m.database}/{m.id} from storage, checking the SHA-256 of every object"]
     if replace:

@@ -12,6 +12,7 @@ import pytest
 
 from maintainer.backup import catalog
 from maintainer.backup.manifest import TableCount
+from maintainer.config.models import Config
 from maintainer.runner import run_job
 
 from test_drill_support import (REPO, config_data, drill_containers, load_contrivance, make_backup, s3_config, storage_of,
@@ -216,3 +217,20 @@ def test_the_sweep_removes_drills_of_dead_runs_but_not_of_running_ones(docker_cl
                 c.remove(force=True, v=True)
             except Exception:  # noqa: BLE001 - already removed by the sweep
                 pass
+
+
+def test_the_drill_image_follows_the_backups_server_major(docker_client, s3_server, s3_bucket, tmp_path, pg17):
+    load_contrivance(pg17)
+    data = config_data(s3_server, s3_bucket, tmp_path, pg17, jobs={"drill": drill_job()})
+    # pg_dump 17 runs inside the PostgreSQL 17 container (the local one is 15).
+    data["databases"]["contrivance"]["client"] = {"mode": "exec", "container": pg17.container.name}
+    config = Config.model_validate(data)
+    manifest = make_backup(config)
+    assert manifest.server_major == 17
+
+    result = run_job(config, "drill")
+
+    assert result.ok, result.errors
+    [record] = catalog.list_backups(storage_of(config), "contrivance")[0].verifications
+    assert record.passed and record.image == "maintainer-test/postgres:17"
+    assert drill_containers(docker_client, result.run_id) == []
