@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -103,16 +104,49 @@ def test_a_manifest_whose_row_counts_disagree_fails_the_row_check(docker_client,
     assert checks["row_counts"] is False and checks["pg_restore"] is True and checks["object_counts"] is True
 
 
-def test_a_failing_sql_check_fails_the_drill_and_is_named(docker_client, s3_server, s3_bucket, tmp_path, source):
+@pytest.fixture
+def webhook():
+    """A webhook receiver on 127.0.0.1: (url, list of received JSON bodies)."""
+    import http.server
+    import json
+    import threading
+
+    received: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+def test_a_failing_sql_check_fails_the_drill_is_named_and_notified(docker_client, s3_server, s3_bucket, tmp_path,
+                                                                   source, webhook):
     extra = tmp_path / "extra.sql"
     extra.write_text("-- check: no_failed_builds\n-- expect: rows = 0\n"
                      "SELECT id FROM app.builds WHERE status = 'failed';\n")
+    url, received = webhook
     config, storage, _ = setup(s3_server, s3_bucket, tmp_path, source, extra_checks=[str(extra)])
+    config = config.model_copy(update={"notify": config.notify.model_validate(
+        {"targets": [{"type": "webhook", "url": url}], "retries": 0})})
 
     result = run_job(config, "drill")
 
     assert not result.ok
     assert "sql:no_failed_builds" in result.errors[0] and "expected rows = 0" in result.errors[0]
+    assert any("sql:no_failed_builds" in json.dumps(body) for body in received), received
     record = catalog.list_backups(storage, "contrivance")[0].verifications[0]
     assert {c.name for c in record.checks if not c.passed} == {"sql:no_failed_builds"}
     assert drill_containers(docker_client, result.run_id) == []
