@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = REPO / "build" / "image-wheels"
 CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
-LABELS = {"maintainer.test": "1"}
+# The test bed's clean-up removes labelled containers of dead processes only,
+# so the bench's container names this process.
+LABELS = {"maintainer.test": "1", "maintainer.test.pid": str(os.getpid())}
 
 
 def dependency_wheels(dest: Path = WHEEL_CACHE) -> Path:
@@ -88,7 +91,8 @@ def measure(tag: str, idle: float) -> dict:
         cfg = Path(tmp) / "schedules.yaml"
         cfg.write_text(BENCH_CONFIG)
         cfg.chmod(0o644)
-        subprocess.run(["docker", "run", "-d", "--name", name, "--label", "maintainer.test=1", "--memory", "256m",
+        labels = [arg for key, value in LABELS.items() for arg in ("--label", f"{key}={value}")]
+        subprocess.run(["docker", "run", "-d", "--name", name, *labels, "--memory", "256m",
                         "--cpus", "0.5", "-v", f"{cfg}:/etc/maintainer/schedules.yaml:ro", tag, "--log-format",
                         "json", "daemon"], check=True, capture_output=True, timeout=60)
         try:
@@ -129,6 +133,12 @@ def main() -> None:
     try:
         result = measure(tag, args.idle)
         result["base_image"] = args.base
+        if args.base:
+            base = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", args.base],
+                                      capture_output=True, text=True, check=True).stdout)
+            # What the Dockerfile adds on top of whichever base it is built on.
+            result["base_image_size_mb"] = round(base / 1e6, 1)
+            result["added_by_dockerfile_mb"] = round(result["image_size_mb"] - base / 1e6, 1)
     finally:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
     out = REPO / "bench" / "results"
