@@ -141,6 +141,8 @@ class Daemon:
         self.scheduler.start()
         log.info("daemon.started", config=str(self.config_path), jobs=len(self.scheduler.next_runs()),
                  state_dir=self.config.daemon.state_dir, max_concurrent_jobs=self.scheduler.workers)
+        for warning in self.config.secret_warnings:
+            log.warning("config.secret_unavailable", problem=warning)
         self._log_next_runs()
         while not self._stop.is_set():
             self._wake.wait(IDLE_WAKE_SECONDS)
