@@ -93,3 +93,51 @@ def restore_with_standard_tools(backup_dir: Path, target, workdir: Path) -> None
 
 def decompress(data: bytes) -> bytes:
     return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+def fill_random(server, dbname: str, megabytes: int) -> None:
+    """A database whose dump is ``megabytes`` of incompressible data: slow to compress
+    at high zstd levels, so a test can act while the dump is streaming."""
+    psql(server, f'CREATE DATABASE "{dbname}"')
+    psql(server, dbname=dbname, sql=f"""
+        CREATE EXTENSION pgcrypto;
+        CREATE TABLE noise (id int PRIMARY KEY, data bytea);
+        ALTER TABLE noise ALTER COLUMN data SET STORAGE EXTERNAL;
+        INSERT INTO noise SELECT g, gen_random_bytes(1024) FROM generate_series(1, {megabytes * 1024}) g;
+    """)
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    """Poll ``condition()`` until it returns something truthy (bounded)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def pg_dump_pids(port: int) -> list[int]:
+    """Local pg_dump processes talking to ``port``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"pg_dump") and str(port).encode() in argv:
+            pids.append(int(entry))
+    return pids
+
+
+def partial_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and ".partial-" in p.name]
+
+
+def all_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
