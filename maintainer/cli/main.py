@@ -45,6 +45,8 @@ class App:
 
 pass_app = click.make_pass_decorator(App)
 
+_JSON_OUTPUT = {"on": False}
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "-c", "config_path", metavar="PATH",
@@ -56,7 +58,8 @@ pass_app = click.make_pass_decorator(App)
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, log_format: str | None, debug: bool) -> None:
     """Backups, restore drills and Docker maintenance for PostgreSQL deployments."""
-    setup_logging(log_format, debug=debug)
+    # With --json, stdout carries only the JSON document; log lines go to stderr.
+    setup_logging(log_format, debug=debug, stream=sys.stderr if _JSON_OUTPUT["on"] else None)
     ctx.obj = App(config_path, log_format, debug)
 
 
@@ -83,7 +86,9 @@ def print_error(exc: MaintainerError) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; exits with 0, 1 (failed) or 2 (bad usage or config)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
+    _JSON_OUTPUT["on"] = "--json" in args
     try:
         code = cli.main(args=argv, prog_name="maintainer", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -114,3 +114,20 @@ jobs:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr + result.stdout
     assert "missing-secret does not exist" in result.stderr
+
+
+def test_json_output_is_pure_json_on_stdout_with_logs_on_stderr(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"""storage:
+  local: {{url: "file://{tmp_path}/store"}}
+jobs:
+  prune-nothing:
+    type: docker_prune
+    schedule: "@daily"
+    label_filter: ["maintainer.test.none=1"]
+""")
+    result = run("--config", str(config), "run", "prune-nothing", "--dry-run", "--json",
+                 env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    data = json.loads(result.stdout)  # the whole of stdout is one JSON document
+    assert data["job"] == "prune-nothing" and data["status"] == "failed"
+    assert "job.started" in result.stderr
