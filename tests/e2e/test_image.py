@@ -215,6 +215,16 @@ def test_health_turns_from_503_to_200_after_a_backup_and_a_drill_run_inside_the_
                                                             "network": docker_network}) == []
     assert source.password not in container.logs().decode(errors="replace")
 
+    # The image's own HEALTHCHECK (maintainer healthcheck, as the non-root user) agrees.
+    deadline = time.monotonic() + 120
+    while True:
+        container.reload()
+        health = container.attrs["State"]["Health"]
+        if health["Status"] == "healthy" or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert health["Status"] == "healthy", health["Log"][-3:]
+
 
 def test_sigterm_during_a_scheduled_backup_lists_nothing_incomplete_and_exits_0(
         docker_client, docker_network, source, s3, run_maintainer, tmp_path):
