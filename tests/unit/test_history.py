@@ -81,3 +81,28 @@ def test_reading_a_history_that_does_not_exist_yet_is_empty(tmp_path):
     history = History(tmp_path / "nothing")
     assert history.last_run("backup") is None and history.consecutive_failures("backup") == 0
     assert not (tmp_path / "nothing").exists()
+
+
+def test_run_job_records_real_runs_and_never_dry_runs(tmp_path, monkeypatch):
+    from maintainer.config.loader import parse_config
+    from maintainer.jobs import JOB_TYPES
+    from maintainer.jobs.base import Job
+    from maintainer.runner import run_job
+
+    class CountingJob(Job):
+        type_name = "docker_prune"
+
+        def run(self, ctx):
+            result = self.new_result(ctx)
+            result.figures["reclaimed_bytes"] = 0 if ctx.dry_run else 512
+            return result
+
+    monkeypatch.setitem(JOB_TYPES, "docker_prune", CountingJob)
+    config = parse_config(f'daemon: {{state_dir: "{tmp_path}"}}\n'
+                          'jobs:\n  prune: {type: docker_prune, schedule: "0 5 * * *"}\n')
+    run_job(config, "prune", dry_run=True)
+    history = History(tmp_path)
+    assert history.runs("prune") == []
+    result = run_job(config, "prune")
+    [run] = history.runs("prune")
+    assert (run.run_id, run.status, run.figures) == (result.run_id, "ok", {"reclaimed_bytes": 512})
