@@ -24,7 +24,7 @@ from maintainer.config.models import StorageSpec
 from maintainer.restore.container import DRILL_LABEL
 from maintainer.storage.s3 import S3Storage
 from support.docker_resources import docker_labels, unique_name
-from support.s3 import S3Endpoint, wait_until_answering
+from support.s3 import S3Endpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_drill_support import load_contrivance  # noqa: E402 - the shared Contrivance loader
@@ -32,7 +32,6 @@ from test_drill_support import load_contrivance  # noqa: E402 - the shared Contr
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-MOTO_IMAGE = "maintainer-test/moto:latest"
 PY_BASE = "maintainer-test/python:3.11"
 BUCKET = "contrivance-backups"
 
@@ -56,22 +55,10 @@ def image(docker_client):
 
 
 @pytest.fixture
-def s3(docker_client, docker_network):
-    """moto on the test network as s3:5000, published on 127.0.0.1 for the test's own checks."""
-    container = docker_client.containers.create(
-        MOTO_IMAGE, name=unique_name("maintainer-test-s3"), labels=docker_labels(),
-        ports={"5000/tcp": ("127.0.0.1", None)})
-    try:
-        docker_client.networks.get(docker_network).connect(container, aliases=["s3"])
-        container.start()
-        container.reload()
-        port = container.attrs["NetworkSettings"]["Ports"]["5000/tcp"][0]["HostPort"]
-        endpoint = S3Endpoint(endpoint_url=f"http://127.0.0.1:{port}")
-        wait_until_answering(endpoint.endpoint_url)
-        endpoint.client().create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        container.remove(force=True, v=True)
+def s3(s3_container):
+    """The test bed's S3 container, s3:5000 on the test network, with the backup bucket."""
+    s3_container.client().create_bucket(Bucket=BUCKET)
+    return s3_container
 
 
 @pytest.fixture
