@@ -203,6 +203,15 @@ class _Multiplexed:
         return b""
 
     def close(self) -> None:
+        """Shut the connection down (not just drop our reference), so the engine
+        stops writing to it and a read blocked in another thread returns."""
+        import socket as pysocket
+
+        raw = getattr(self.sock, "_sock", self.sock)
+        try:
+            raw.shutdown(pysocket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
         try:
             self.sock.close()
         except OSError:
@@ -217,6 +226,7 @@ class ContainerProcess(DumpProcess):
         self.api = docker_client.api
         self.name = f"maintainer-pgclient-{secrets.token_hex(4)}"
         self.id: str | None = None
+        self._remove_lock = threading.Lock()
         with docker_errors(f"start {argv[0]} in a container of {image}"):
             host_config = self.api.create_host_config(network_mode=network) if network else self.api.create_host_config()
             self.id = self.api.create_container(
@@ -234,16 +244,33 @@ class ContainerProcess(DumpProcess):
         return self.stream.read(n)
 
     def kill(self) -> None:
+        # Close our end of the attach stream first: the engine cannot remove a
+        # container while its output is stuck on a stream nobody reads.
         self.killed = True
+        self.stream.close()
         self._remove()
 
     def _remove(self) -> None:
+        """Force-remove the container and wait (bounded) until the engine says it is gone."""
         if self.id is None:
             return
-        try:
-            self.api.remove_container(self.id, force=True, v=True)
-        except Exception:  # noqa: BLE001 - already gone, or the engine is gone
-            pass
+        import docker.errors
+
+        with self._remove_lock:
+            for _ in range(100):
+                try:
+                    self.api.remove_container(self.id, force=True, v=True)
+                except docker.errors.NotFound:
+                    return
+                except Exception:  # noqa: BLE001 - "removal in progress", or the engine is busy
+                    pass
+                try:
+                    self.api.inspect_container(self.id)
+                except docker.errors.NotFound:
+                    return
+                except Exception:  # noqa: BLE001 - the engine is gone: nothing more we can do
+                    return
+                threading.Event().wait(0.2)
 
     def finish(self) -> int:
         try:
