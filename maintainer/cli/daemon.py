@@ -28,7 +28,7 @@ def daemon(app: App) -> None:
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Per job: the last run, its result, and the next run."""
-    from maintainer.daemon.triggers import next_fire
+    from maintainer.schedule import next_fire
     from maintainer.history import History
 
     config = app.config()

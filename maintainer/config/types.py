@@ -53,7 +53,7 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer
 
 def validate_cron(value: Any) -> str:
     """A standard 5-field crontab expression (or @hourly/@daily/@weekly/@monthly)."""
-    from apscheduler.triggers.cron import CronTrigger
+    from maintainer.schedule import cron_trigger
 
     if not isinstance(value, str):
         raise ValueError("expected a cron expression such as '15 3 * * *'")
@@ -64,7 +64,7 @@ def validate_cron(value: Any) -> str:
     if len(expr.split()) != 5:
         raise ValueError(f"'{value}' is not a cron expression: it needs 5 fields (minute hour day month weekday)")
     try:
-        CronTrigger.from_crontab(expr, timezone="UTC")
+        cron_trigger(expr, "UTC")
     except ValueError as exc:
         raise ValueError(f"'{value}' is not a valid cron expression: {exc}") from None
     return expr

@@ -30,7 +30,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 
-from maintainer.daemon.triggers import cron_trigger
+from maintainer.schedule import cron_trigger
 from maintainer.logs import get_logger
 
 if TYPE_CHECKING:

@@ -188,3 +188,15 @@ def test_sizes():
     assert parse_size("256m") == 256 * 1024**2
     assert parse_size("1g") == 1024**3
     assert parse_size("512MiB") == 512 * 1024**2
+
+
+def test_validate_reads_weekdays_as_cron_does():
+    from datetime import datetime, timezone
+
+    from maintainer.schedule import next_run
+
+    # 2026-11-26 is a Thursday; "0 is Sunday" as in crontab, not Monday as in APScheduler.
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    assert next_run("30 5 * * 0", "UTC", now).strftime("%a %d") == "Sun 29"
+    assert next_run("30 5 * * 7", "UTC", now).strftime("%a %d") == "Sun 29"
+    assert next_run("0 2 * * 1", "UTC", now).strftime("%a %d") == "Mon 30"

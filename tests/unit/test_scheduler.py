@@ -20,7 +20,7 @@ from apscheduler.schedulers.base import BaseScheduler
 
 from maintainer.config.loader import parse_config
 from maintainer.daemon.scheduler import JobScheduler
-from maintainer.daemon.triggers import cron_trigger, cron_weekdays, next_fire
+from maintainer.schedule import cron_trigger, cron_weekdays, next_fire
 
 pytestmark = pytest.mark.unit
 
