@@ -195,7 +195,7 @@ class PgBackupJob(Job):
 
     # -- dry run -------------------------------------------------------
     def _plan(self, ctx: RunContext, storage: Storage, name: str, db: DatabaseSpec) -> list[str]:
-        backup_id = layout.new_backup_id()
+        backup_id = unique_backup_id(storage, name, utcnow())
         lines = [f"{name}: would store {layout.backup_prefix(name, backup_id)}"
                  f"{{{layout.DUMP}, {layout.GLOBALS if self.spec.globals else ''}{', ' if self.spec.globals else ''}{layout.MANIFEST}}}"]
         try:
