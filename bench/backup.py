@@ -163,7 +163,7 @@ def peak_rss_run(argv: list[str], env: dict) -> tuple[float, int]:
     return wall, peak
 
 
-def write_config(path: Path, sb: Sandbox, storage: dict) -> None:
+def write_config(path: Path, sb: Sandbox, storage: dict, threads: int = 1, exact: bool = True) -> None:
     import json
 
     (sb.root / "pgpassword").write_text(sb.password)
@@ -173,7 +173,8 @@ def write_config(path: Path, sb: Sandbox, storage: dict) -> None:
                                 "password_file": str(sb.root / "pgpassword"), "sslmode": "disable",
                                 "client": {"mode": "local"}}},
         "jobs": {"bench": {"type": "pg_backup", "schedule": "0 3 * * *", "databases": ["bench"], "storage": "target",
-                           "compression_level": 3, "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
+                           "compression_level": 3, "compression_threads": threads, "exact_row_counts": exact,
+                           "estimate_rows_above": 0, "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
                                                                  "keep_monthly": 0}}},
     }))
 
@@ -187,6 +188,8 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="approximate database size in GB (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 run")
+    parser.add_argument("--variants", action="store_true",
+                        help="also run maintainer with zstd in the reading thread, and with row estimates")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="maintainer-bench-", dir="/var/tmp"))
@@ -218,6 +221,12 @@ def main() -> None:
         write_config(cfg, sb, {"url": f"file://{out}/store"})
         wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
         results.append(("maintainer run -> local directory", wall, dir_size(out / "store"), peak))
+        if args.variants:
+            for label, threads, exact in (("zstd in the reading thread", 0, True), ("row estimates, not count(*)", 1, False)):
+                shutil.rmtree(out / "store", ignore_errors=True)
+                write_config(cfg, sb, {"url": f"file://{out}/store"}, threads=threads, exact=exact)
+                wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
+                results.append((f"  variant: {label}", wall, dir_size(out / "store"), peak))
 
         if not args.no_s3:
             port = free_port()

@@ -48,6 +48,7 @@ class PgBackupJob(JobBase):
     databases: list[str] = Field(min_length=1, description="names from the top-level databases section")
     storage: str = Field(description="a name from the top-level storage section")
     compression_level: int = Field(3, ge=1, le=22, description="zstd level")
+    compression_threads: int = Field(1, ge=0, le=64, description="zstd worker threads; 0 compresses in the reading thread")
     globals: bool = Field(True, description="also store pg_dumpall --globals-only once per server")
     exact_row_counts: bool = Field(True, description="count rows exactly; if false, tables above estimate_rows_above use estimates")
     estimate_rows_above: int = Field(10_000_000, ge=0, description="with exact_row_counts false: estimate tables larger than this")
@@ -152,7 +153,9 @@ class RestoreDrillJob(JobBase):
     amcheck: bool = Field(False, description="verify all B-tree indexes with amcheck")
     estimate_tolerance: float = Field(0.1, ge=0, le=1, description="allowed relative difference for estimated row counts")
     network: str | None = Field(None, description="docker network for the drill container (default: a private bridge)")
-    tmpfs: bool = Field(False, description="keep the drill's data directory in memory (counts against memory)")
+    tmpfs: Literal["auto"] | bool = Field("auto", description=(
+        "keep the drill's data directory in memory (counts against memory): true, false, or auto "
+        "(when the backup's estimated size fits in the memory limit)"))
     maintenance_work_mem: str = Field("512MB", pattern=r"^\d+(kB|MB|GB)$", description="for index builds during the restore")
     labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the drill container")
 

@@ -111,7 +111,7 @@ class PgBackupJob(Job):
                 args = ["--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", *client.connection_args(dbname)]
                 with storage.open_writer(dump_key) as writer:
                     dumped = run_into(client, "pg_dump", args, client_env(db), writer, level=self.spec.compression_level,
-                                      cancel=ctx.cancel, what=f"dump of {name}")
+                                      cancel=ctx.cancel, what=f"dump of {name}", threads=self.spec.compression_threads)
                     check_dump(name, dumped)
             except BaseException:
                 snap.conn.cancel()  # stop a long count at once; the backup failed anyway
@@ -138,7 +138,8 @@ class PgBackupJob(Job):
             server_version=server.text, server_version_num=server.num, server_major=server.major,
             pg_dump_version=client.version, client=client.description, started=started, finished=finished,
             duration=round(time.monotonic() - t0, 3),
-            compression={"algorithm": "zstd", "level": self.spec.compression_level},
+            compression={"algorithm": "zstd", "level": self.spec.compression_level,
+                         "threads": self.spec.compression_threads},
             maintainer_version=__version__, objects=objects, row_counts=row_counts, object_counts=counts.objects,
             total_rows=sum(c.rows for c in row_counts.values()),
             raw_size=sum(o.raw_size for o in objects), stored_size=sum(o.stored_size for o in objects),

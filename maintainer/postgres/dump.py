@@ -19,7 +19,7 @@ from maintainer.storage.base import Writer
 
 
 def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], writer: Writer, *,
-             level: int, cancel: threading.Event, what: str) -> StreamResult:
+             level: int, cancel: threading.Event, what: str, threads: int = 0) -> StreamResult:
     """Stream ``tool args`` into ``writer``; DatabaseError with the tool's own reason on failure."""
     if cancel.is_set():
         raise Interrupted(f"{what}: stopped before {tool} started")
@@ -28,7 +28,7 @@ def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], wr
     watcher = threading.Thread(target=_kill_on_cancel, args=(proc, cancel, finished), daemon=True)
     watcher.start()
     try:
-        result = store_stream(proc.read, writer, level=level, cancel=cancel)
+        result = store_stream(proc.read, writer, level=level, threads=threads, cancel=cancel)
     except BaseException:
         proc.kill()
         proc.finish()
