@@ -24,7 +24,7 @@ from typing import Sequence
 from maintainer import __version__
 from maintainer.backup.catalog import BackupEntry
 from maintainer.backup.manifest import CheckResult, Verification
-from maintainer.errors import Interrupted, JobError, MaintainerError
+from maintainer.errors import Interrupted, JobError
 from maintainer.logs import get_logger
 from maintainer.restore.checks import Check, run_checks
 from maintainer.restore.container import DrillContainer, DrillSettings, Watchdog
@@ -45,7 +45,7 @@ class DrillOptions:
     memory: int = 1024**3
     cpus: float = 1.0
     parallel_jobs: int = 2
-    tmpfs: bool = False
+    tmpfs: bool | str = "auto"  # True, False or "auto" (see use_tmpfs)
     network: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     maintenance_work_mem: str = "512MB"
@@ -67,6 +67,19 @@ class DrillTimings:
         return self.ready + self.cleanup
 
 
+def use_tmpfs(setting: bool | str, raw_size: int, memory: int, parallel_jobs: int, maintenance_work_mem: str) -> bool:
+    """Whether the data directory goes in memory. "auto": when everything the restore
+    keeps in the container's memory fits its limit with room to spare: the restored
+    database (estimated at 1.5x the dump's raw size, for indexes), the dump file in
+    the page cache, the index builds' memory and 256 MiB for the server itself."""
+    if setting != "auto":
+        return bool(setting)
+    from maintainer.config.types import parse_size
+
+    builds = parallel_jobs * parse_size(maintenance_work_mem)
+    return raw_size * 2.5 + builds + 256 * 1024**2 <= memory
+
+
 def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[Check], options: DrillOptions,
                  *, run_id: str, cancel: threading.Event | None = None) -> Verification:
     """Restore ``entry`` into a fresh drill container and verify it.
@@ -83,8 +96,11 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
     timings = DrillTimings()
     results: list[CheckResult] = []
     bytes_restored = 0
+    phases: dict[str, float] = {}  # parts of the restore, for the record
     settings = DrillSettings(
-        image=image, run_id=run_id, memory=options.memory, cpus=options.cpus, tmpfs=options.tmpfs,
+        image=image, run_id=run_id, memory=options.memory, cpus=options.cpus,
+        tmpfs=use_tmpfs(options.tmpfs, manifest.raw_size, options.memory, options.parallel_jobs,
+                        options.maintenance_work_mem),
         network=options.network, labels=options.labels, maintenance_work_mem=options.maintenance_work_mem,
         deadline=time.time() + (options.timeout or 6 * 3600) + 300)
     t0 = time.monotonic()
@@ -95,17 +111,14 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
                 drill.wait_ready(cancel)
                 timings.ready = time.monotonic() - t0
                 t1 = time.monotonic()
-                bytes_restored = _restore(drill, storage, entry, options, results)
+                bytes_restored = _restore(drill, storage, entry, options, results, phases)
                 timings.restore = time.monotonic() - t1
                 if all(r.passed for r in results):
                     t2 = time.monotonic()
                     _verify(drill, entry, checks, options, results)
                     timings.verify = time.monotonic() - t2
-            except MaintainerError:
-                watchdog.check()  # a failure caused by the watchdog's removal is reported as such
-                raise
             except Exception:
-                watchdog.check()
+                watchdog.check()  # a failure caused by the watchdog's removal is reported as such
                 raise
             watchdog.check()
     finally:
@@ -118,14 +131,14 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
         backup_age_seconds=round((started_at - entry.created).total_seconds(), 1),
         bytes_restored=bytes_restored, maintainer_version=__version__,
         verify_seconds=round(timings.verify, 3), ready_seconds=round(timings.ready, 3),
-        cleanup_seconds=round(timings.cleanup, 3), container=drill.name)
+        cleanup_seconds=round(timings.cleanup, 3), container=drill.name, tmpfs=settings.tmpfs, **phases)
     log.info("drill.finished", database=entry.database, backup=entry.id, result=record.result,
              restore_seconds=record.restore_seconds, overhead_seconds=record.overhead_seconds)
     return record
 
 
 def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, options: DrillOptions,
-             results: list[CheckResult]) -> int:
+             results: list[CheckResult], phases: dict[str, float]) -> int:
     """Globals, then the verified dump into the container, then pg_restore. Appends
     the checksum, globals and pg_restore checks; returns bytes restored."""
     manifest = entry.manifest
@@ -140,7 +153,9 @@ def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, option
             globals_sql = VerifiedObject(storage, obj, label=f"{entry.database}/{entry.id} globals").read_all()
             restored += len(globals_sql)
         reader = VerifiedObject(storage, dump, label=f"{entry.database}/{entry.id} dump")
+        t = time.monotonic()
         drill.put_file(DUMP_DIR, DUMP_NAME, dump.raw_size, reader.chunks())
+        phases["copy_seconds"] = round(time.monotonic() - t, 3)
         restored += reader.raw_bytes
     except ChecksumMismatch as exc:
         results.append(CheckResult(name="checksum", passed=False, detail=exc.message))
@@ -153,14 +168,19 @@ def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, option
         results.append(CheckResult(name="globals", passed=report.ok, detail=report.describe()))
     # --create brings the database back with its own owner, encoding and settings.
     target = ["--dbname=postgres"] if manifest.dbname == "postgres" else ["--create", "--dbname=postgres"]
+    t = time.monotonic()
     code, output = drill.exec(["pg_restore", "--exit-on-error", *target, f"--jobs={options.parallel_jobs}",
                                "--username=postgres", f"{DUMP_DIR}/{DUMP_NAME}"])
+    phases["pg_restore_seconds"] = round(time.monotonic() - t, 3)
     if code == 0:
         results.append(CheckResult(name="pg_restore", passed=True,
                                    detail=f"all steps succeeded ({options.parallel_jobs} parallel jobs)"))
     else:
         lines = [ln for ln in output.splitlines() if ln.strip()]
         error = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else f"exit code {code}")
+        if drill.out_of_memory():
+            error = (f"the drill container ran out of memory ({options.memory // 1024**2} MiB): "
+                     "raise memory, or set tmpfs: false")
         results.append(CheckResult(name="pg_restore", passed=False, detail=f"exit code {code}: {error.strip()}"))
     drill.exec(["rm", "-f", f"{DUMP_DIR}/{DUMP_NAME}"], user="root")
     return restored

@@ -113,6 +113,11 @@ def test_unverified_backups_need_any_and_verified_ones_are_preferred(s3_server, 
     assert plan["backup"] == old.id  # --any allows, but still prefers the verified one
     plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any", "--backup", newer.id).stdout)
     assert plan["backup"] == newer.id and plan["verified"] is False
+    before_newer = (datetime.strptime(newer.id, "%Y%m%dT%H%M%SZ")).isoformat() + "Z"
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any", "--before", before_newer).stdout)
+    assert plan["backup"] == old.id
+    none = run_cli(config_file, "restore", "--dry-run", "--before", "2000-01-01T00:00:00Z")
+    assert none.returncode == 1 and "no complete backup of contrivance older than 2000-01-01" in none.stderr
 
 
 def test_replace_needs_yes_refuses_other_sessions_and_keeps_the_old_database(s3_server, s3_bucket, tmp_path,

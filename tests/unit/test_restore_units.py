@@ -113,7 +113,7 @@ def test_drill_server_settings_are_disposable():
     assert args[0] == "postgres"
     assert pairs["fsync"] == "off" and pairs["full_page_writes"] == "off" and pairs["synchronous_commit"] == "off"
     assert pairs["wal_level"] == "minimal" and pairs["max_wal_senders"] == "0"
-    assert pairs["maintenance_work_mem"] == "512MB"
+    assert pairs["maintenance_work_mem"] == "512MB" and "shared_buffers" not in pairs
 
 
 def test_only_drills_of_gone_processes_or_past_their_deadline_are_abandoned():
@@ -177,3 +177,25 @@ def test_a_backup_is_verified_only_by_a_passed_drill():
     assert not entry.verified
     entry.verifications.append(failed.model_copy(update={"result": "passed", "finished": NOW + timedelta(1)}))
     assert entry.verified
+
+
+def test_tmpfs_auto_keeps_the_data_in_memory_only_when_it_fits():
+    from maintainer.restore.drill import use_tmpfs
+
+    gib, mib = 1024**3, 1024**2
+    assert use_tmpfs("auto", 100 * mib, 2 * gib, 2, "512MB")  # 250 MiB + 1 GiB + 256 MiB <= 2 GiB
+    assert not use_tmpfs("auto", 800 * mib, 3 * gib, 2, "512MB")
+    assert use_tmpfs("auto", 800 * mib, 4 * gib, 2, "512MB")
+    assert not use_tmpfs("auto", 1 * mib, 1 * gib, 2, "512MB")  # the index builds alone fill 1 GiB
+    assert use_tmpfs(True, 10 * gib, gib, 2, "512MB") and not use_tmpfs(False, 1, 8 * gib, 1, "64MB")
+
+
+def test_the_drill_config_accepts_tmpfs_auto_true_and_false():
+    from maintainer.config.jobs import RestoreDrillJob
+
+    base = {"type": "restore_drill", "schedule": "0 5 * * 0", "databases": ["db"], "storage": "s"}
+    assert RestoreDrillJob.model_validate(base).tmpfs == "auto"
+    assert RestoreDrillJob.model_validate({**base, "tmpfs": True}).tmpfs is True
+    assert RestoreDrillJob.model_validate({**base, "tmpfs": False}).tmpfs is False
+    with pytest.raises(ValueError):
+        RestoreDrillJob.model_validate({**base, "tmpfs": "sometimes"})
