@@ -163,7 +163,7 @@ def peak_rss_run(argv: list[str], env: dict) -> tuple[float, int]:
     return wall, peak
 
 
-def write_config(path: Path, sb: Sandbox, storage: dict, threads: int = 1, exact: bool = True) -> None:
+def write_config(path: Path, sb: Sandbox, storage: dict, threads: int = 0, exact: bool = True, level: int = 1) -> None:
     import json
 
     (sb.root / "pgpassword").write_text(sb.password)
@@ -173,7 +173,7 @@ def write_config(path: Path, sb: Sandbox, storage: dict, threads: int = 1, exact
                                 "password_file": str(sb.root / "pgpassword"), "sslmode": "disable",
                                 "client": {"mode": "local"}}},
         "jobs": {"bench": {"type": "pg_backup", "schedule": "0 3 * * *", "databases": ["bench"], "storage": "target",
-                           "compression_level": 3, "compression_threads": threads, "exact_row_counts": exact,
+                           "compression_level": level, "compression_threads": threads, "exact_row_counts": exact,
                            "estimate_rows_above": 0, "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
                                                                  "keep_monthly": 0}}},
     }))
@@ -188,8 +188,9 @@ def main() -> None:
     parser.add_argument("--gb", type=float, default=1.0, help="approximate database size in GB (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 run")
+    parser.add_argument("--level", type=int, default=1, help="maintainer's zstd level (default 1)")
     parser.add_argument("--variants", action="store_true",
-                        help="also run maintainer with zstd in the reading thread, and with row estimates")
+                        help="also run maintainer with a zstd worker thread, with row estimates, and again as is")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="maintainer-bench-", dir="/var/tmp"))
@@ -218,13 +219,14 @@ def main() -> None:
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         cfg = root / "local.yaml"
-        write_config(cfg, sb, {"url": f"file://{out}/store"})
+        write_config(cfg, sb, {"url": f"file://{out}/store"}, level=args.level)
         wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
         results.append(("maintainer run -> local directory", wall, dir_size(out / "store"), peak))
         if args.variants:
-            for label, threads, exact in (("zstd in the reading thread", 0, True), ("row estimates, not count(*)", 1, False)):
+            for label, threads, exact in (("one zstd worker thread", 1, True), ("row estimates, not count(*)", 0, False),
+                                          ("same as the first (noise check)", 0, True)):
                 shutil.rmtree(out / "store", ignore_errors=True)
-                write_config(cfg, sb, {"url": f"file://{out}/store"}, threads=threads, exact=exact)
+                write_config(cfg, sb, {"url": f"file://{out}/store"}, threads=threads, exact=exact, level=args.level)
                 wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
                 results.append((f"  variant: {label}", wall, dir_size(out / "store"), peak))
 
@@ -244,7 +246,8 @@ def main() -> None:
                     time.sleep(0.2)
             cfg = root / "s3.yaml"
             write_config(cfg, sb, {"url": "s3://bench/maintainer", "endpoint_url": f"http://127.0.0.1:{port}",
-                                   "path_style": True, "access_key_id": "bench", "secret_access_key": "bench"})
+                                   "path_style": True, "access_key_id": "bench", "secret_access_key": "bench"},
+                         level=args.level)
             wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
             size = sum(o["Size"] for o in s3.list_objects_v2(Bucket="bench").get("Contents", []))
             results.append(("maintainer run -> S3 (moto on 127.0.0.1)", wall, size, peak))
