@@ -118,38 +118,41 @@ class PgBackupJob(Job):
                 raise
             finally:
                 counts.join()
-        if counts.error is not None:
-            storage.delete(dump_key)
-            raise counts.error
-        objects = [StoredObject(name="dump", key=dump_key, format="pg_dump-custom", raw_size=dumped.raw_size,
-                                stored_size=writer.size, sha256=dumped.sha256, raw_sha256=dumped.raw_sha256)]
-        if self.spec.globals:
-            g = self._globals(ctx, client, db, name, dbname, globals_cache)
-            gkey = layout.object_key(name, backup_id, layout.GLOBALS)
-            info = storage.put(gkey, g.data)
-            objects.append(StoredObject(name="globals", key=gkey, format="sql", raw_size=g.raw_size,
-                                        stored_size=info.size, sha256=g.sha256, raw_sha256=g.raw_sha256,
-                                        **({"note": g.note} if g.note else {})))
-        ctx.check_cancelled()
-        finished = utcnow()
-        row_counts = {k: TableCount(rows=v.rows, exact=v.exact) for k, v in counts.rows.items()}
-        manifest = Manifest(
-            id=backup_id, database=name, dbname=dbname, job=ctx.job_name, run_id=ctx.run_id,
-            server_version=server.text, server_version_num=server.num, server_major=server.major,
-            pg_dump_version=client.version, client=client.description, started=started, finished=finished,
-            duration=round(time.monotonic() - t0, 3),
-            compression={"algorithm": "zstd", "level": self.spec.compression_level,
-                         "threads": self.spec.compression_threads},
-            maintainer_version=__version__, objects=objects, row_counts=row_counts, object_counts=counts.objects,
-            total_rows=sum(c.rows for c in row_counts.values()),
-            raw_size=sum(o.raw_size for o in objects), stored_size=sum(o.stored_size for o in objects),
-        )
-        previous = catalog.list_backups(storage, name)
-        reasons = suspicious_reasons(manifest, previous[0].manifest if previous else None, self.spec.suspicious_drop)
-        if reasons:
-            manifest.suspicious = True
-            manifest.suspicious_reasons = reasons
-        catalog.write_manifest(storage, manifest)
+        try:
+            if counts.error is not None:
+                raise counts.error
+            objects = [StoredObject(name="dump", key=dump_key, format="pg_dump-custom", raw_size=dumped.raw_size,
+                                    stored_size=writer.size, sha256=dumped.sha256, raw_sha256=dumped.raw_sha256)]
+            if self.spec.globals:
+                g = self._globals(ctx, client, db, name, dbname, globals_cache)
+                gkey = layout.object_key(name, backup_id, layout.GLOBALS)
+                info = storage.put(gkey, g.data)
+                objects.append(StoredObject(name="globals", key=gkey, format="sql", raw_size=g.raw_size,
+                                            stored_size=info.size, sha256=g.sha256, raw_sha256=g.raw_sha256,
+                                            **({"note": g.note} if g.note else {})))
+            ctx.check_cancelled()
+            finished = utcnow()
+            row_counts = {k: TableCount(rows=v.rows, exact=v.exact) for k, v in counts.rows.items()}
+            manifest = Manifest(
+                id=backup_id, database=name, dbname=dbname, job=ctx.job_name, run_id=ctx.run_id,
+                server_version=server.text, server_version_num=server.num, server_major=server.major,
+                pg_dump_version=client.version, client=client.description, started=started, finished=finished,
+                duration=round(time.monotonic() - t0, 3),
+                compression={"algorithm": "zstd", "level": self.spec.compression_level,
+                             "threads": self.spec.compression_threads},
+                maintainer_version=__version__, objects=objects, row_counts=row_counts, object_counts=counts.objects,
+                total_rows=sum(c.rows for c in row_counts.values()),
+                raw_size=sum(o.raw_size for o in objects), stored_size=sum(o.stored_size for o in objects),
+            )
+            previous = catalog.list_backups(storage, name)
+            reasons = suspicious_reasons(manifest, previous[0].manifest if previous else None, self.spec.suspicious_drop)
+            if reasons:
+                manifest.suspicious = True
+                manifest.suspicious_reasons = reasons
+            catalog.write_manifest(storage, manifest)
+        except BaseException:
+            discard_backup(storage, name, backup_id)  # stored without a manifest: remove it now
+            raise
         ctx.log.info("backup.stored", database=name, backup=backup_id, raw_size=manifest.raw_size,
                      stored_size=manifest.stored_size, rows=manifest.total_rows, duration=manifest.duration)
         plan = plan_retention(retention_items(catalog.list_backups(storage, name)), self.spec.retention, utcnow())
@@ -275,6 +278,15 @@ def apply_retention(storage: Storage, database: str, plan: RetentionPlan) -> Non
         storage.delete(layout.manifest_key(database, backup_id))
         for info in list(storage.list(prefix)):
             storage.delete(info.key)
+
+
+def discard_backup(storage: Storage, database: str, backup_id: str) -> None:
+    """Best effort: remove what a failed backup stored (the next run retries anything left)."""
+    try:
+        for info in list(storage.list(layout.backup_prefix(database, backup_id))):
+            storage.delete(info.key)
+    except MaintainerError:
+        pass
 
 
 def remove_leftovers(storage: Storage, database: str) -> list[str]:
