@@ -14,7 +14,8 @@ import threading
 from maintainer import redact
 from maintainer.backup.pipeline import StreamResult, store_stream
 from maintainer.errors import DatabaseError, Interrupted
-from maintainer.postgres.client import Client, DumpProcess
+from maintainer.postgres.client import Client
+from maintainer.postgres.process import DumpProcess
 from maintainer.storage.base import Writer
 
 

@@ -17,7 +17,8 @@ from maintainer.backup.pipeline import store_stream
 from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError
 from maintainer.jobs.pg_backup import check_dump, suspicious_reasons
-from maintainer.postgres.client import DumpProcess, _Multiplexed, choose_client, local_clients
+from maintainer.postgres.client import choose_client, local_clients
+from maintainer.postgres.process import DumpProcess, _Multiplexed
 from maintainer.postgres.connection import ServerVersion, client_env, describe_error
 from maintainer.postgres.dump import MemoryWriter, tool_failure
 
