@@ -129,11 +129,16 @@ def delete_bucket(client, bucket: str) -> None:
         for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
             for upload in page.get("Uploads", []):
                 client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        # List everything first, then delete: deleting while paginating makes moto's
+        # version markers skip keys. Repeat (bounded) until the bucket is empty.
+        for _ in range(20):
             keys = [
                 {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket)
                 for item in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
+            if not keys:
+                break
             for start in range(0, len(keys), 1000):
                 client.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000], "Quiet": True})
         client.delete_bucket(Bucket=bucket)
