@@ -61,6 +61,10 @@ RUN set -eux; \
     chown -R maintainer:maintainer /var/lib/maintainer
 
 COPY --from=builder /opt/maintainer /opt/maintainer
+# The shipped schedule and the restore drills' checks, where the shipped schedule
+# looks for them; mount your own /etc/maintainer/schedules.yaml over it.
+COPY schedules.yaml /etc/maintainer/schedules.yaml
+COPY restore/checks/ /etc/maintainer/checks/
 
 ENV PATH=/opt/maintainer/bin:$PATH \
     PYTHONUNBUFFERED=1 \
