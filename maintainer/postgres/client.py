@@ -111,7 +111,7 @@ def _docker():
     return connect()
 
 
-def _image_client_version(docker_client, image: str) -> tuple[int, str]:
+def _image_client_version(docker_client, image: str, tool: str = "pg_dump") -> tuple[int, str]:
     import docker.errors
 
     with docker_errors(f"use image {image}"):
@@ -119,48 +119,49 @@ def _image_client_version(docker_client, image: str) -> tuple[int, str]:
             docker_client.images.get(image)
         except docker.errors.ImageNotFound:
             docker_client.images.pull(image)
-        out = docker_client.containers.run(image, ["--version"], entrypoint=["pg_dump"], remove=True,
+        out = docker_client.containers.run(image, ["--version"], entrypoint=[tool], remove=True,
                                            labels=LABELS, stdout=True, stderr=True)
     parsed = _parse_version(out.decode(errors="replace"))
     if not parsed:
-        raise DockerError(f"image {image}: pg_dump --version said nothing usable")
+        raise DockerError(f"image {image}: {tool} --version said nothing usable")
     return parsed
 
 
-def _exec_client_version(docker_client, container: str) -> tuple[int, str]:
-    with docker_errors(f"docker exec pg_dump --version in container {container}"):
-        result = docker_client.containers.get(container).exec_run(["pg_dump", "--version"])
+def _exec_client_version(docker_client, container: str, tool: str = "pg_dump") -> tuple[int, str]:
+    with docker_errors(f"docker exec {tool} --version in container {container}"):
+        result = docker_client.containers.get(container).exec_run([tool, "--version"])
     parsed = _parse_version(result.output.decode(errors="replace")) if result.exit_code == 0 else None
     if not parsed:
-        raise DockerError(f"container {container}: pg_dump --version failed: {result.output.decode(errors='replace').strip()[:200]}")
+        raise DockerError(f"container {container}: {tool} --version failed: {result.output.decode(errors='replace').strip()[:200]}")
     return parsed
 
 
-def choose_client(spec: DatabaseSpec, name: str, server: ServerVersion) -> Client:
+def choose_client(spec: DatabaseSpec, name: str, server: ServerVersion, tool: str = "pg_dump") -> Client:
     """A client at least as new as the server, per ``spec.client.mode``; JobError
-    naming the versions found and what to configure when there is none."""
+    naming the versions found and what to configure when there is none. ``tool``
+    is the binary whose version decides (pg_restore for a restore)."""
     mode = spec.client.mode
     need = server.major
     tried: list[str] = []
 
     if mode in ("auto", "local"):
-        locals_ = local_clients("pg_dump")
+        locals_ = local_clients(tool)
         usable = [c for c in locals_ if c[0] >= need]
         if usable:
             exact = [c for c in usable if c[0] == need]
             major, version, path = (exact or usable)[0]
             return Client("local", version, major, spec, path_dir=os.path.dirname(path))
-        tried.append("local pg_dump " + (", ".join(v for _, v, _ in locals_) if locals_ else "not installed"))
+        tried.append(f"local {tool} " + (", ".join(v for _, v, _ in locals_) if locals_ else "not installed"))
 
     if mode in ("auto", "container"):
         image = spec.client.image.replace("{major}", str(need))
         try:
             docker_client = _docker()
-            major, version = _image_client_version(docker_client, image)
+            major, version = _image_client_version(docker_client, image, tool)
             if major >= need:
                 return Client("container", version, major, spec, image=image, network=spec.client.network,
                               docker_client=docker_client)
-            tried.append(f"pg_dump {version} in image {image}")
+            tried.append(f"{tool} {version} in image {image}")
         except DockerError as exc:
             tried.append(f"container client unavailable ({exc.message})")
 
@@ -170,18 +171,18 @@ def choose_client(spec: DatabaseSpec, name: str, server: ServerVersion) -> Clien
                            hint=f"set databases.{name}.client.container to the database's container name")
         try:
             docker_client = _docker()
-            major, version = _exec_client_version(docker_client, spec.client.container)
+            major, version = _exec_client_version(docker_client, spec.client.container, tool)
             if major >= need:
                 return Client("exec", version, major, spec, container=spec.client.container, docker_client=docker_client)
-            tried.append(f"pg_dump {version} in container {spec.client.container}")
+            tried.append(f"{tool} {version} in container {spec.client.container}")
         except DockerError as exc:
             tried.append(f"exec client unavailable ({exc.message})")
 
     advice = {
-        "local": f"install pg_dump {need} or set databases.{name}.client.mode to container (with client.image and client.network) or exec (with client.container)",
-        "container": f"set databases.{name}.client.image to an image with pg_dump {need} or newer",
-        "exec": f"set databases.{name}.client.container to a container with pg_dump {need} or newer",
-        "auto": f"set databases.{name}.client.image/network (container) or client.container (exec), or install pg_dump {need}",
+        "local": f"install {tool} {need} or set databases.{name}.client.mode to container (with client.image and client.network) or exec (with client.container)",
+        "container": f"set databases.{name}.client.image to an image with {tool} {need} or newer",
+        "exec": f"set databases.{name}.client.container to a container with {tool} {need} or newer",
+        "auto": f"set databases.{name}.client.image/network (container) or client.container (exec), or install {tool} {need}",
     }[mode]
-    raise JobError(f"database {name}: server is PostgreSQL {server.text} but no pg_dump {need} or newer was found "
+    raise JobError(f"database {name}: server is PostgreSQL {server.text} but no {tool} {need} or newer was found "
                    f"({'; '.join(tried)}): {advice}")
