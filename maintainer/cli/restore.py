@@ -50,7 +50,8 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
     goes into <name>_restored_<timestamp> and the command prints how to switch.
     """
     from maintainer.backup.catalog import find_backup
-    from maintainer.restore.incident import apply_restore, choose_client, target_from_dsn, target_from_spec
+    from maintainer.restore.incident import (apply_restore, choose_client, describe_client, target_from_dsn,
+                                             target_from_spec)
     from maintainer.restore.plan import plan_restore
     from maintainer.signals import cancel_on_signals
     from maintainer.storage import open_storage
@@ -71,11 +72,12 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
                          hint="pass --any to restore it anyway")
     spec = config.databases[database]
     target = target_from_dsn(target_dsn, spec.dbname or database) if target_dsn else target_from_spec(spec, database)
-    client, client_path = choose_client(entry.manifest.server_major)
+    # pg_restore as new as the backup's server: local, or a container/exec client per the database's client: config
+    client = choose_client(spec, database, entry.manifest.server_version, entry.manifest.server_major)
     now = datetime.now(timezone.utc)
     plan = plan_restore(database, entry, why, target, replace=replace, safety_backup=not no_safety_backup,
-                        terminate_connections=terminate_connections, parallel_jobs=parallel_jobs, client=client,
-                        now=now, client_path=client_path)
+                        terminate_connections=terminate_connections, parallel_jobs=parallel_jobs,
+                        client=describe_client(client), now=now, client_kind=client.kind)
     if dry_run:
         if as_json:
             print_json({"dry_run": True, **plan.to_dict()})
@@ -89,8 +91,8 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
 
     safety = (lambda: _safety_backup(config, database, storage_name)) if plan.safety_backup else None
     with cancel_on_signals() as cancel, _progress_for(as_json) as progress:
-        summary = apply_restore(plan, storage, progress=progress, safety_backup=safety, temp_dir=temp_dir,
-                                cancel=cancel)
+        summary = apply_restore(plan, storage, client=client, progress=progress, safety_backup=safety,
+                                temp_dir=temp_dir, cancel=cancel)
     if as_json:
         print_json(summary.to_dict())
     else:

@@ -6,18 +6,27 @@ never dropped) and the new one takes its name, in two quick renames once no
 session uses it. The dump is verified in full (SHA-256) while it is written to
 a temporary file, before pg_restore reads any of it; the file is needed for
 parallel pg_restore and is removed afterwards.
+
+pg_restore must be at least as new as the server that was dumped. It is chosen
+like the backup's pg_dump (maintainer.postgres.client, per the database's
+``client:`` config): the local one if new enough, else a throwaway container of
+``client.image`` on ``client.network``, else ``docker exec`` in
+``client.container``. A container or exec client gets the verified dump copied
+in as a tar stream (it needs a seekable file for --jobs), and waits for it
+before it starts.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import subprocess
+import secrets
+import tarfile
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -26,6 +35,8 @@ from maintainer.backup.manifest import CheckResult
 from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
 from maintainer.logs import get_logger
+from maintainer.postgres.client import Client
+from maintainer.postgres.process import DumpProcess, LocalProcess
 from maintainer.restore.globals import apply_globals
 from maintainer.restore.plan import RestorePlan, Target
 from maintainer.restore.stream import VerifiedObject
@@ -92,23 +103,27 @@ def target_from_dsn(dsn: str, default_dbname: str) -> Target:
     params.setdefault("application_name", "maintainer")
     display = f"{params.get('user', os.environ.get('USER', ''))}@{params.get('host', 'localhost')}:{params.get('port', 5432)}"
     return Target(conninfo=make_conninfo(**params), password=str(password) if password else None,
-                  display=display, dbname=str(dbname))
+                  display=display, dbname=str(dbname), from_dsn=True)
 
 
-def choose_client(server_major: int) -> tuple[str, str]:
-    """(description, path) of the newest local pg_restore, if it can read a dump of
-    ``server_major`` (found on PATH and in the usual PostgreSQL directories)."""
-    from maintainer.postgres.client import local_clients
+def choose_client(spec: DatabaseSpec, name: str, server_version: str, server_major: int) -> Client:
+    """A pg_restore that can read a dump of PostgreSQL ``server_major``, chosen by the
+    database's ``client:`` config exactly as the backup chose its pg_dump. JobError
+    (one line: the versions found, what to configure) when there is none."""
+    from maintainer.postgres.client import choose_client as choose
+    from maintainer.postgres.connection import ServerVersion
 
-    clients = local_clients("pg_restore")
-    if not clients:
-        raise JobError("no pg_restore found here",
-                       hint="install the PostgreSQL client tools, or run maintainer from its image")
-    major, version, path = clients[0]
-    if major < server_major:
-        raise JobError(f"the newest local pg_restore ({version}) cannot read a dump of PostgreSQL {server_major}",
-                       hint=f"run maintainer from an image with the PostgreSQL {server_major} client tools")
-    return f"local pg_restore {version}", path
+    return choose(spec, name, ServerVersion(server_version, server_major * 10000), tool="pg_restore")
+
+
+def describe_client(client: Client) -> str:
+    """How the plan names the pg_restore it will run."""
+    if client.kind == "container":
+        where = f" on network {client.network}" if client.network else ""
+        return f"pg_restore {client.version} in a throwaway container of {client.image}{where}"
+    if client.kind == "exec":
+        return f"pg_restore {client.version} by docker exec in {client.container}"
+    return f"local pg_restore {client.version}"
 
 
 def connect(target: Target, dbname: str) -> psycopg.Connection:
@@ -130,12 +145,13 @@ def database_exists(conn, dbname: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
 
 
-def apply_restore(plan: RestorePlan, storage: Storage, *, progress: Progress | None = None,
+def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progress: Progress | None = None,
                   safety_backup: Callable[[], str] | None = None, temp_dir: str | None = None,
                   cancel: threading.Event | None = None) -> RestoreSummary:
-    """Do what the plan says. Raises a MaintainerError with context on any failure;
-    on a failure before the switch-over, the live database is untouched and the
-    half-restored new database is dropped."""
+    """Do what the plan says, running pg_restore through ``client`` (see choose_client).
+    Raises a MaintainerError with context on any failure; on a failure before the
+    switch-over, the live database is untouched and the half-restored new database
+    is dropped (and a pg_restore container removed)."""
     progress = progress or Progress()
     cancel = cancel or threading.Event()
     started = time.monotonic()
@@ -189,7 +205,7 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, progress: Progress | N
                 sql.SQL(" OWNER {}").format(sql.Identifier(owner)) if owner else sql.SQL("")))
         summary.steps_done.append(f"created database {plan.restore_into}")
         try:
-            _pg_restore(plan, path, progress, cancel)
+            _pg_restore(plan, client, path, progress, cancel)
             with connect(target, plan.restore_into) as conn:
                 from maintainer.postgres.inventory import row_counts
 
@@ -227,37 +243,157 @@ def _owner_of(admin, dbname: str) -> str | None:
     return str(row[0]) if row else None
 
 
-def _pg_restore(plan: RestorePlan, path: str, progress: Progress, cancel: threading.Event) -> None:
-    env = {**os.environ, "PGAPPNAME": "maintainer-restore"}
+# Run by sh in the client's environment: wait until the dump has been copied in
+# (a container or exec client; bounded to an hour), print the number of TOC
+# entries for the progress display, then become pg_restore with its messages on
+# stdout (the one stream every DumpProcess hands back as it comes).
+_RESTORE_SCRIPT = r"""exe=$1; dump=$2; ready=$3; shift 3
+if [ -n "$ready" ]; then
+  n=0
+  while [ ! -e "$ready" ]; do
+    n=$((n+1)); if [ $n -gt 36000 ]; then echo "pg_restore: error: the dump never arrived"; exit 1; fi
+    sleep 0.1
+  done
+fi
+echo "maintainer-items: $("$exe" --list "$dump" 2>/dev/null | grep -c '^[0-9]')"
+exec "$exe" "$@" "$dump" 2>&1
+"""
+
+
+def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress, cancel: threading.Event) -> None:
+    """pg_restore the verified dump at ``path`` into plan.restore_into through ``client``.
+    Raises Interrupted on cancel, JobError with pg_restore's first error otherwise;
+    whatever was started (a container, a copy in the database container) is removed."""
+    env = {"PGAPPNAME": "maintainer-restore"}
     if plan.target.password:
         env["PGPASSWORD"] = plan.target.password
-    listing = subprocess.run([plan.client_path, "--list", path], capture_output=True, text=True, timeout=300)
-    total = sum(1 for line in listing.stdout.splitlines() if line and not line.startswith(";"))
-    progress.phase("pg_restore", total=total or None)
-    cmd = [plan.client_path, "--exit-on-error", "--verbose", "--no-password", f"--jobs={plan.parallel_jobs}",
-           f"--dbname={plan.target.dsn(plan.restore_into)}", path]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True)
+    args = ["--exit-on-error", "--verbose", "--no-password", f"--jobs={plan.parallel_jobs}",
+            f"--dbname={_client_dsn(plan.target, client, plan.restore_into)}"]
+    remote_dir = f"/tmp/maintainer-restore-{secrets.token_hex(4)}"
+    if client.kind == "local":
+        exe = os.path.join(client.path_dir, "pg_restore") if client.path_dir else "pg_restore"
+        proc: DumpProcess = LocalProcess(["sh", "-c", _RESTORE_SCRIPT, "sh", exe, path, "", *args], env)
+    else:
+        proc = client.start("sh", ["-c", _RESTORE_SCRIPT, "sh", "pg_restore", f"{remote_dir}/dump.pgcustom",
+                                   f"{remote_dir}/ready", *args], env)
+    finished = threading.Event()
+    watcher = threading.Thread(target=_kill_on_cancel, args=(proc, cancel, finished), daemon=True)
+    watcher.start()
     errors: list[str] = []
-    assert proc.stderr is not None
     try:
-        for line in proc.stderr:
-            if cancel.is_set():
-                proc.terminate()
-                break
-            if re.match(r"pg_restore: (creating|processing item|launching item)", line):
+        if client.kind != "local":
+            progress.phase("copy to pg_restore", total=os.path.getsize(path))
+            _copy_dump(client, proc, remote_dir, path, progress, cancel)
+        for line in _lines(proc):
+            if line.startswith("maintainer-items: "):
+                total = int(line.split(":", 1)[1].strip() or 0)
+                progress.phase("pg_restore", total=total or None)
+            elif re.match(r"pg_restore: (creating|processing item|launching item)", line):
                 progress.advance(1)
             elif "error" in line.lower():
                 errors.append(line.strip())
-        code = proc.wait(timeout=60)
     except BaseException:
         proc.kill()
-        proc.wait()
+        if cancel.is_set():  # the copy failed because the cancel removed the container
+            proc.finish()
+            raise Interrupted(f"restore stopped during pg_restore; the new database {plan.restore_into} "
+                              "was dropped") from None
         raise
+    finally:
+        finished.set()
+        code = proc.finish()
+        watcher.join(timeout=5)
+        if client.kind == "exec":
+            _remove_exec_copy(client, remote_dir)
     if cancel.is_set():
         raise Interrupted(f"restore stopped during pg_restore; the new database {plan.restore_into} was dropped")
-    if code != 0:
-        raise JobError(f"pg_restore into {plan.restore_into} failed (exit {code}): "
-                       f"{errors[0] if errors else 'see the log'}")
+    if code != 0 or proc.killed:
+        reason = errors[0] if errors else (proc.stderr_text().splitlines() or ["see the log"])[-1]
+        raise JobError(f"pg_restore into {plan.restore_into} failed (exit {code}): {reason}")
+
+
+def _client_dsn(target: Target, client: Client, dbname: str) -> str:
+    """The target as the client reaches it: a container or exec client uses the
+    database's host and port as seen from there (client.host/port, see Client.target);
+    a --target-dsn is used as given."""
+    if client.kind == "local" or target.from_dsn:
+        return target.dsn(dbname)
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    host, port = client.target()
+    params = conninfo_to_dict(target.conninfo)
+    params.update(host=host, port=str(port), dbname=dbname)
+    return make_conninfo(**params)
+
+
+def _kill_on_cancel(proc: DumpProcess, cancel: threading.Event, finished: threading.Event) -> None:
+    while not finished.is_set():
+        if cancel.wait(0.2):
+            proc.kill()
+            return
+
+
+def _lines(proc: DumpProcess) -> Iterator[str]:
+    """The process's output, line by line, as it comes."""
+    pending = b""
+    while chunk := proc.read(65536):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")
+
+
+def _copy_dump(client: Client, proc: DumpProcess, directory: str, path: str, progress: Progress,
+               cancel: threading.Event) -> None:
+    """Stream the dump file into the client's container as a tar archive (directory,
+    dump, then the ``ready`` marker the script waits for); memory stays one chunk."""
+    container = getattr(proc, "id", None) if client.kind == "container" else client.container
+    from maintainer.dockerapi import docker_errors
+    from maintainer.errors import DockerError
+
+    with docker_errors(f"copy the dump into {describe_client(client)}"):
+        ok = client.docker_client.api.put_archive(container, "/tmp", _tar_stream(directory, path, progress, cancel))
+    if not ok:
+        raise DockerError(f"copy the dump into {describe_client(client)}: refused by the engine")
+
+
+def _tar_stream(directory: str, path: str, progress: Progress, cancel: threading.Event) -> Iterator[bytes]:
+    base = os.path.basename(directory)
+    now = int(time.time())
+
+    def header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, mode: int = 0o644) -> bytes:
+        info = tarfile.TarInfo(name)
+        info.size, info.type, info.mode, info.mtime = size, kind, mode, now
+        return info.tobuf(format=tarfile.GNU_FORMAT)
+
+    size = os.path.getsize(path)
+    yield header(base, kind=tarfile.DIRTYPE, mode=0o755)
+    yield header(f"{base}/dump.pgcustom", size)
+    sent = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1024 * 1024):
+            if cancel.is_set():
+                raise Interrupted("restore stopped while copying the dump to pg_restore; nothing was changed")
+            sent += len(block)
+            progress.advance(len(block))
+            yield block
+    if sent != size:
+        raise JobError(f"{path} changed while it was copied ({sent} bytes, expected {size})")
+    yield b"\0" * ((-size) % tarfile.BLOCKSIZE)
+    yield header(f"{base}/ready")
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _remove_exec_copy(client: Client, directory: str) -> None:
+    """Delete the dump copied into the database container (best effort, logged)."""
+    try:
+        api = client.docker_client.api
+        exec_id = api.exec_create(client.container, ["rm", "-rf", directory])["Id"]
+        api.exec_start(exec_id)
+    except Exception as exc:  # noqa: BLE001 - the restore's own outcome matters more
+        log.warning("restore.exec_cleanup_failed", container=client.container, path=directory, error=str(exc))
 
 
 def _switch(target: Target, plan: RestorePlan) -> None:

@@ -23,6 +23,7 @@ class Target:
     password: str | None
     display: str  # user@host:port
     dbname: str  # the live database name there
+    from_dsn: bool = False  # given as --target-dsn: a container client connects to it as given
 
     def dsn(self, dbname: str) -> str:
         return f"{self.conninfo} dbname='{_escape(dbname)}'"
@@ -40,10 +41,10 @@ class RestorePlan:
     safety_backup: bool
     terminate_connections: bool
     parallel_jobs: int
-    client: str  # "local pg_restore N"
+    client: str  # "local pg_restore N", "pg_restore N in a throwaway container of IMAGE ..."
     now: datetime
     steps: list[str] = field(default_factory=list)
-    client_path: str = "pg_restore"
+    client_kind: str = "local"  # local | container | exec (maintainer.postgres.client.Client.kind)
 
     @property
     def backup_age_seconds(self) -> float:
@@ -68,12 +69,12 @@ def restored_name(dbname: str, now: datetime, suffix: str = "restored") -> str:
 
 def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *, replace: bool,
                  safety_backup: bool, terminate_connections: bool, parallel_jobs: int, client: str,
-                 now: datetime, client_path: str = "pg_restore") -> RestorePlan:
+                 now: datetime, client_kind: str = "local") -> RestorePlan:
     into = restored_name(target.dbname, now)
     plan = RestorePlan(database=database, backup=entry, why=why, target=target, restore_into=into,
                        replace=replace, replaced_name=restored_name(target.dbname, now, "replaced") if replace else None,
                        safety_backup=replace and safety_backup, terminate_connections=terminate_connections,
-                       parallel_jobs=parallel_jobs, client=client, now=now, client_path=client_path)
+                       parallel_jobs=parallel_jobs, client=client, now=now, client_kind=client_kind)
     m = entry.manifest
     steps = [f"download {m.database}/{m.id} from storage, checking the SHA-256 of every object"]
     if replace:
@@ -84,6 +85,10 @@ def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *,
     if m.object("globals") is not None:
         steps.append("restore roles and other globals (existing roles are kept as they are)")
     steps.append(f"create database {into} on {target.display}")
+    if client_kind != "local":
+        steps.append("copy the verified dump into the pg_restore " +
+                     ("container (removed afterwards)" if client_kind == "container"
+                      else "database container (deleted afterwards)"))
     steps.append(f"pg_restore --exit-on-error --jobs={parallel_jobs} into {into} ({client})")
     steps.append(f"compare the row counts of {len(m.row_counts)} tables with the manifest")
     if replace:
