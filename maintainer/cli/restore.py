@@ -184,6 +184,8 @@ def _print_summary(summary, plan) -> None:
          f"{human_size(summary.bytes_restored)}")
     if summary.globals:
         echo(f"  globals: {summary.globals}")
+    if summary.database_settings:
+        echo(f"  database settings and grants: {summary.database_settings}")
     if summary.row_check:
         mark = "match" if summary.row_check.passed else "DIFFER"
         echo(f"  row counts {mark} the manifest: {summary.row_check.detail}")

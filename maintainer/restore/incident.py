@@ -70,6 +70,7 @@ class RestoreSummary:
     bytes_restored: int = 0
     row_check: CheckResult | None = None
     globals: str = ""
+    database_settings: str = ""
     safety_backup: str | None = None
     steps_done: list[str] = field(default_factory=list)
 
@@ -79,7 +80,7 @@ class RestoreSummary:
                 "live_database": self.live_database, "replaced_name": self.replaced_name, "target": self.target,
                 "duration": round(self.duration, 3), "bytes_restored": self.bytes_restored,
                 "row_counts": self.row_check.model_dump() if self.row_check else None,
-                "globals": self.globals, "safety_backup": self.safety_backup}
+                "globals": self.globals, "database_settings": self.database_settings, "safety_backup": self.safety_backup}
 
 
 def target_from_spec(spec: DatabaseSpec, name: str) -> Target:
@@ -205,7 +206,11 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
                 sql.SQL(" OWNER {}").format(sql.Identifier(owner)) if owner else sql.SQL("")))
         summary.steps_done.append(f"created database {plan.restore_into}")
         try:
-            _pg_restore(plan, client, path, progress, cancel)
+            database_sql = _pg_restore(plan, client, path, progress, cancel)
+            if statements := database_statements(database_sql, plan.restore_into):
+                with connect(target, "postgres") as admin:
+                    summary.database_settings = _apply_database_statements(admin, statements)
+                summary.steps_done.append(f"database settings and grants: {summary.database_settings}")
             with connect(target, plan.restore_into) as conn:
                 from maintainer.postgres.inventory import row_counts
 
@@ -245,9 +250,11 @@ def _owner_of(admin, dbname: str) -> str | None:
 
 # Run by sh in the client's environment: wait until the dump has been copied in
 # (a container or exec client; bounded to an hour), print the number of TOC
-# entries for the progress display, then become pg_restore with its messages on
+# entries for the progress display and the database-level SQL (settings,
+# grants, comment: pg_restore emits them only with --create, which the restore
+# into a new name cannot use), then become pg_restore with its messages on
 # stdout (the one stream every DumpProcess hands back as it comes).
-_RESTORE_SCRIPT = r"""exe=$1; dump=$2; ready=$3; shift 3
+_RESTORE_SCRIPT = r"""exe=$1; dump=$2; ready=$3; props=$4; shift 4
 if [ -n "$ready" ]; then
   n=0
   while [ ! -e "$ready" ]; do
@@ -256,14 +263,18 @@ if [ -n "$ready" ]; then
   done
 fi
 echo "maintainer-items: $("$exe" --list "$dump" 2>/dev/null | grep -c '^[0-9]')"
+"$exe" --create --list "$dump" 2>/dev/null \
+  | grep -E '^[0-9]+; [0-9]+ [0-9]+ (DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE|SECURITY LABEL - DATABASE) ' > "$props"
+if [ -s "$props" ]; then "$exe" --create --use-list="$props" --file=- "$dump" 2>/dev/null | sed 's/^/maintainer-db: /'; fi
+rm -f "$props"
 exec "$exe" "$@" "$dump" 2>&1
 """
 
-
-def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress, cancel: threading.Event) -> None:
-    """pg_restore the verified dump at ``path`` into plan.restore_into through ``client``.
-    Raises Interrupted on cancel, JobError with pg_restore's first error otherwise;
-    whatever was started (a container, a copy in the database container) is removed."""
+def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress, cancel: threading.Event) -> str:
+    """pg_restore the verified dump at ``path`` into plan.restore_into through ``client``;
+    the dump's database-level SQL (see database_statements). Raises Interrupted on
+    cancel, JobError with pg_restore's first error otherwise; whatever was started
+    (a container, a copy in the database container) is removed."""
     env = {"PGAPPNAME": "maintainer-restore"}
     if plan.target.password:
         env["PGPASSWORD"] = plan.target.password
@@ -272,14 +283,16 @@ def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress
     remote_dir = f"/tmp/maintainer-restore-{secrets.token_hex(4)}"
     if client.kind == "local":
         exe = os.path.join(client.path_dir, "pg_restore") if client.path_dir else "pg_restore"
-        proc: DumpProcess = LocalProcess(["sh", "-c", _RESTORE_SCRIPT, "sh", exe, path, "", *args], env)
+        proc: DumpProcess = LocalProcess(["sh", "-c", _RESTORE_SCRIPT, "sh", exe, path, "",
+                                          os.path.join(os.path.dirname(path), "database.list"), *args], env)
     else:
         proc = client.start("sh", ["-c", _RESTORE_SCRIPT, "sh", "pg_restore", f"{remote_dir}/dump.pgcustom",
-                                   f"{remote_dir}/ready", *args], env)
+                                   f"{remote_dir}/ready", f"{remote_dir}/database.list", *args], env)
     finished = threading.Event()
     watcher = threading.Thread(target=_kill_on_cancel, args=(proc, cancel, finished), daemon=True)
     watcher.start()
     errors: list[str] = []
+    database_sql: list[str] = []
     try:
         if client.kind != "local":
             progress.phase("copy to pg_restore", total=os.path.getsize(path))
@@ -288,6 +301,8 @@ def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress
             if line.startswith("maintainer-items: "):
                 total = int(line.split(":", 1)[1].strip() or 0)
                 progress.phase("pg_restore", total=total or None)
+            elif line.startswith("maintainer-db: "):
+                database_sql.append(line[len("maintainer-db: "):])
             elif re.match(r"pg_restore: (creating|processing item|launching item)", line):
                 progress.advance(1)
             elif "error" in line.lower():
@@ -310,6 +325,49 @@ def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress
     if code != 0 or proc.killed:
         reason = errors[0] if errors else (proc.stderr_text().splitlines() or ["see the log"])[-1]
         raise JobError(f"pg_restore into {plan.restore_into} failed (exit {code}): {reason}")
+    return "\n".join(database_sql)
+
+
+_DATABASE_NAME = re.compile(r'\bDATABASE\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)')
+_DATABASE_STATEMENTS = ("ALTER DATABASE", "ALTER ROLE", "GRANT", "REVOKE", "COMMENT ON DATABASE", "SECURITY LABEL")
+
+
+def database_statements(sql_text: str, new_name: str) -> list[str]:
+    """The database-level statements of ``pg_restore --create`` output (owner,
+    settings, per-role settings, grants, comment), made to name ``new_name``
+    instead of the dumped database. Pure. CREATE DATABASE and psql
+    meta-commands are left out."""
+    from maintainer.restore.globals import split_statements
+
+    created = re.search(r"^CREATE DATABASE\s+(\"(?:[^\"]|\"\")+\"|\S+)", sql_text, re.MULTILINE)
+    if not created:
+        return []
+    old = created.group(1)
+    new = '"' + new_name.replace('"', '""') + '"'
+    out = []
+    for statement in split_statements(sql_text):
+        if not statement.upper().startswith(_DATABASE_STATEMENTS):
+            continue
+        m = _DATABASE_NAME.search(statement)
+        if m is None or m.group(1) != old:
+            continue
+        out.append(statement[:m.start(1)] + new + statement[m.end(1):])
+    return out
+
+
+def _apply_database_statements(admin, statements: list[str]) -> str:
+    """Run them one by one; a failure (a missing role, say) is reported, not fatal."""
+    applied, errors = 0, []
+    for statement in statements:
+        try:
+            admin.execute(statement)
+            applied += 1
+        except psycopg.Error as exc:
+            errors.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    if errors:
+        log.warning("restore.database_settings_errors", errors=errors)
+    text = f"{applied} statements applied"
+    return text + (f"; {len(errors)} failed: " + "; ".join(errors[:3]) if errors else "")
 
 
 def _client_dsn(target: Target, client: Client, dbname: str) -> str:

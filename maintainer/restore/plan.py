@@ -90,6 +90,8 @@ def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *,
                      ("container (removed afterwards)" if client_kind == "container"
                       else "database container (deleted afterwards)"))
     steps.append(f"pg_restore --exit-on-error --jobs={parallel_jobs} into {into} ({client})")
+    steps.append(f"apply the dump's database-level settings, grants and comment to {into} "
+                 "(ALTER DATABASE ... SET, GRANT ... ON DATABASE)")
     steps.append(f"compare the row counts of {len(m.row_counts)} tables with the manifest")
     if replace:
         steps.append(f"rename {target.dbname} to {plan.replaced_name} and {into} to {target.dbname} "

@@ -8,6 +8,7 @@ import pytest
 
 from maintainer.backup import catalog
 from maintainer.config.models import Config
+from maintainer.restore.incident import database_statements
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
@@ -56,8 +57,27 @@ def container_client(network: str) -> dict:
     return {"mode": "container", "image": IMAGE_TEMPLATE, "network": network, "host": "pg17db", "port": 5432}
 
 
+def database_level(server, dbname: str) -> tuple:
+    """Settings, CONNECT grants and comment of a database: what only pg_restore --create carries."""
+    with server.connect() as conn:
+        settings = conn.execute(
+            "SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = %s AND s.setrole = 0", (dbname,)).fetchone()
+        grants = conn.execute("SELECT has_database_privilege('contrivance_readonly', %s, 'CONNECT'), "
+                              "has_database_privilege('contrivance_app', %s, 'CONNECT')", (dbname, dbname)).fetchone()
+        comment = conn.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                               (dbname,)).fetchone()[0]
+    return sorted(settings[0]) if settings else [], tuple(grants), comment
+
+
 def test_a_newer_backup_is_restored_by_pg_restore_in_a_throwaway_container_on_the_database_network(
         pg17_on_network, docker_network, docker_client, tmp_path):
+    with pg17_on_network.connect() as conn:
+        conn.execute("ALTER DATABASE contrivance SET work_mem = '8MB'")
+        conn.execute("ALTER DATABASE contrivance SET search_path = app, public")
+        conn.execute("REVOKE CONNECT ON DATABASE contrivance FROM PUBLIC")
+        conn.execute("GRANT CONNECT ON DATABASE contrivance TO contrivance_readonly")
+        conn.execute("COMMENT ON DATABASE contrivance IS 'the build service''s data'")
     data = config_data(tmp_path, pg17_on_network, container_client(docker_network))
     manifest = backed_up(tmp_path, data)
     config_file = write_config(tmp_path, data)
@@ -74,6 +94,8 @@ def test_a_newer_backup_is_restored_by_pg_restore_in_a_throwaway_container_on_th
     restored = counts(pg17_on_network, new)
     assert restored == {t: manifest.row_counts[t].rows for t in restored}
     assert client_containers(docker_client) == []
+    assert database_level(pg17_on_network, new) == database_level(pg17_on_network, "contrivance")
+    assert database_level(pg17_on_network, new)[1] == (True, False)  # the REVOKE from PUBLIC came along too
 
 
 def test_a_newer_backup_is_restored_by_docker_exec_in_the_database_container(
@@ -106,3 +128,78 @@ def test_local_mode_refuses_a_newer_backup_in_one_line_naming_both_versions(
     assert "PostgreSQL 17." in error and "local pg_restore 15." in error
     assert "databases.contrivance.client.mode" in error
     assert databases(pg17_on_network) == before
+
+
+class CancelAt:
+    """Progress that sets the cancel flag (what SIGTERM does) when a phase starts."""
+
+    def __init__(self, phase: str, cancel):
+        self.at, self.cancel, self.seen = phase, cancel, []
+
+    def phase(self, name, total=None):
+        self.seen.append(name)
+        if name == self.at:
+            self.cancel.set()
+
+    def advance(self, amount):
+        pass
+
+    def done(self):
+        pass
+
+
+@pytest.mark.parametrize("phase", ["copy to pg_restore", "pg_restore"])
+def test_a_cancel_removes_the_pg_restore_container_and_the_new_database(
+        pg17_on_network, docker_network, docker_client, tmp_path, phase):
+    import threading
+    from datetime import datetime, timezone
+
+    from maintainer.errors import Interrupted
+    from maintainer.restore.incident import apply_restore, choose_client, describe_client, target_from_spec
+    from maintainer.restore.plan import plan_restore
+
+    data = config_data(tmp_path, pg17_on_network, container_client(docker_network))
+    backed_up(tmp_path, data)
+    config = Config.model_validate(data)
+    storage = open_storage(config.storage["main"], name="main")
+    entry, why = catalog.find_backup(storage, "contrivance")
+    spec = config.databases["contrivance"]
+    client = choose_client(spec, "contrivance", entry.manifest.server_version, entry.manifest.server_major)
+    plan = plan_restore("contrivance", entry, why, target_from_spec(spec, "contrivance"), replace=False,
+                        safety_backup=False, terminate_connections=False, parallel_jobs=2,
+                        client=describe_client(client), now=datetime.now(timezone.utc), client_kind=client.kind)
+    before = databases(pg17_on_network)
+    cancel = threading.Event()
+    progress = CancelAt(phase, cancel)
+
+    with pytest.raises(Interrupted):
+        apply_restore(plan, storage, client=client, progress=progress, cancel=cancel)
+
+    assert phase in progress.seen
+    assert client_containers(docker_client) == []
+    assert databases(pg17_on_network) == before
+
+
+def test_database_level_statements_are_renamed_to_the_new_database_and_nothing_else_is_kept():
+    dumped = "\n".join([
+        "\\restrict abc",
+        'CREATE DATABASE "My ""Db""" WITH TEMPLATE = template0 ENCODING = \'UTF8\';',
+        'ALTER DATABASE "My ""Db""" OWNER TO app;',
+        "\\connect -reuse-previous=on \"dbname='My \"\"Db\"\"'\"",
+        "SET statement_timeout = 0;",
+        'COMMENT ON DATABASE "My ""Db""" IS \'about DATABASE "My ""Db"""',
+        "on two lines\';",
+        'ALTER DATABASE "My ""Db""" SET search_path TO \'app\', \'public\';',
+        'ALTER ROLE ro IN DATABASE "My ""Db""" SET statement_timeout TO \'5s\';',
+        'GRANT CONNECT,TEMPORARY ON DATABASE "My ""Db""" TO ro;',
+    ])
+
+    statements = database_statements(dumped, "shop_restored_1")
+
+    assert statements == [
+        'ALTER DATABASE "shop_restored_1" OWNER TO app;',
+        'COMMENT ON DATABASE "shop_restored_1" IS \'about DATABASE "My ""Db"""\non two lines\';',
+        'ALTER DATABASE "shop_restored_1" SET search_path TO \'app\', \'public\';',
+        'ALTER ROLE ro IN DATABASE "shop_restored_1" SET statement_timeout TO \'5s\';',
+        'GRANT CONNECT,TEMPORARY ON DATABASE "shop_restored_1" TO ro;',
+    ]
