@@ -47,7 +47,7 @@ class PgBackupJob(JobBase):
     type: Literal["pg_backup"]
     databases: list[str] = Field(min_length=1, description="names from the top-level databases section")
     storage: str = Field(description="a name from the top-level storage section")
-    compression_level: int = Field(3, ge=1, le=22, description="zstd level (1 is about 3x faster than 3 on dump data and keeps up with pg_dump)")
+    compression_level: int = Field(1, ge=1, le=22, description="zstd level (1 is about 3x faster than 3 on dump data and keeps up with pg_dump)")
     compression_threads: int = Field(0, ge=0, le=64, description="zstd worker threads; 0 compresses in the reading thread (least memory)")
     globals: bool = Field(True, description="also store pg_dumpall --globals-only once per server")
     exact_row_counts: bool = Field(True, description="count rows exactly; if false, tables above estimate_rows_above use estimates")

@@ -20,7 +20,9 @@ class StorageSpec(Strict):
     access_key_id: SecretStr | None = Field(None, description="default: the standard AWS credential chain")
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
-    part_size: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024, description="S3 multipart part size in bytes")
+    part_size: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024,
+                           description="S3 multipart part size in bytes; memory is about four parts, "
+                                       "the largest object 10,000 parts (80 GB at the default)")
 
     @field_validator("url")
     @classmethod

@@ -1,8 +1,8 @@
 """s3://bucket/prefix storage through boto3, for AWS and S3-compatible stores.
 
-Uploads stream in parts: one part is filled while at most one more is being
-sent by a background thread, so memory stays at about two parts whatever the
-object's size. Small objects go up in one PUT. A failed or interrupted upload
+Uploads stream in parts: one part is filled while one more waits and another
+is sent by a background thread, so memory stays at about four parts (with the
+join of the next one) whatever the object's size. Small objects go up in one PUT. A failed or interrupted upload
 is aborted on the server, so no partial object ever appears.
 """
 
@@ -192,7 +192,8 @@ class S3Writer(Writer):
         self.storage = storage
         self.s3_key = storage.full_key(key)
         self.part_size = storage.part_size
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []  # what the next part is made of
+        self._pending = 0
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
         self._queue: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=1)
@@ -243,12 +244,20 @@ class S3Writer(Writer):
 
     def write(self, data: bytes) -> None:
         self._raise_failure()
-        self._buffer += data
+        self._chunks.append(bytes(data))
+        self._pending += len(data)
         self.size += len(data)
-        while len(self._buffer) >= self.part_size:
-            part = bytes(self._buffer[: self.part_size])
-            del self._buffer[: self.part_size]
+        if self._pending >= self.part_size:
+            # Parts need not be equal: every part but the last must only be >= 5 MiB.
+            # Joining once, without slicing, keeps one copy of a part at a time.
+            part = self._take_chunks()
             self._send_part(part)
+
+    def _take_chunks(self) -> bytes:
+        part = b"".join(self._chunks)
+        self._chunks = []
+        self._pending = 0
+        return part
 
     def _finish_sender(self) -> None:
         if self._thread is not None:
@@ -260,13 +269,12 @@ class S3Writer(Writer):
         client, bucket = self.storage.client, self.storage.bucket
         if self._upload_id is None:
             try:
-                client.put_object(Bucket=bucket, Key=self.s3_key, Body=bytes(self._buffer))
+                client.put_object(Bucket=bucket, Key=self.s3_key, Body=self._take_chunks())
             except (ClientError, BotoCoreError) as exc:
                 raise self.storage.error("cannot write", self.key, exc) from None
         else:
-            if self._buffer:
-                self._send_part(bytes(self._buffer))
-            self._buffer = bytearray()
+            if self._pending:
+                self._send_part(self._take_chunks())
             self._finish_sender()
             self._raise_failure()
             parts = sorted(self._parts, key=lambda p: p["PartNumber"])
@@ -275,11 +283,11 @@ class S3Writer(Writer):
                                                  MultipartUpload={"Parts": parts})
             except (ClientError, BotoCoreError) as exc:
                 raise self.storage.error("cannot write", self.key, exc) from None
-        self._buffer = bytearray()
         return ObjectInfo(self.key, self.size, datetime.now(timezone.utc))
 
     def _abort(self) -> None:
-        self._buffer = bytearray()
+        self._chunks = []
+        self._pending = 0
         if self._thread is not None:
             self._failure = self._failure or StorageError("aborted")
             # Drain so the sender sees the stop marker promptly.

@@ -40,7 +40,7 @@ def test_a_good_config_loads_with_defaults_filled_in():
     config = parse_config(GOOD, "test.yaml", env={})
     job = config.jobs["backup"]
     assert job.type == "pg_backup"
-    assert job.compression_level == 3
+    assert job.compression_level == 1
     assert job.retention.keep_last == 7
     assert config.databases["app"].port == 5432
     assert config.timezone == "Europe/Berlin"
