@@ -33,7 +33,8 @@ from psycopg import sql
 
 from maintainer.backup.manifest import CheckResult
 from maintainer.config.models import DatabaseSpec
-from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
+from maintainer.dockerapi import docker_errors
+from maintainer.errors import DatabaseError, DockerError, Interrupted, JobError, UsageError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import Client
 from maintainer.postgres.process import DumpProcess, LocalProcess
@@ -309,10 +310,8 @@ def _pg_restore(plan: RestorePlan, client: Client, path: str, progress: Progress
                 errors.append(line.strip())
     except BaseException:
         proc.kill()
-        if cancel.is_set():  # the copy failed because the cancel removed the container
-            proc.finish()
-            raise Interrupted(f"restore stopped during pg_restore; the new database {plan.restore_into} "
-                              "was dropped") from None
+        if cancel.is_set():  # e.g. the copy failed because the cancel removed the container
+            raise Interrupted(f"restore stopped; the new database {plan.restore_into} was dropped") from None
         raise
     finally:
         finished.set()
@@ -408,9 +407,6 @@ def _copy_dump(client: Client, proc: DumpProcess, directory: str, path: str, pro
     """Stream the dump file into the client's container as a tar archive (directory,
     dump, then the ``ready`` marker the script waits for); memory stays one chunk."""
     container = getattr(proc, "id", None) if client.kind == "container" else client.container
-    from maintainer.dockerapi import docker_errors
-    from maintainer.errors import DockerError
-
     with docker_errors(f"copy the dump into {describe_client(client)}"):
         ok = client.docker_client.api.put_archive(container, "/tmp", _tar_stream(directory, path, progress, cancel))
     if not ok:
