@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -160,50 +160,35 @@ def _resolve_secret_files(node: Any, path: tuple, problem, problem_where, secret
             _resolve_secret_files(value, path + (key,), problem, problem_where, secrets, base_dir, unavailable)
 
 
-def _mark_unavailable(config: Config, unavailable: list[str]) -> None:
-    """Swap placeholder values of unreadable secret files for UnavailableSecret."""
-    if not unavailable:
-        return
-
-    def walk(obj: Any) -> None:
-        if not isinstance(obj, BaseModel):
-            if isinstance(obj, dict):
-                for v in obj.values():
-                    walk(v)
-            elif isinstance(obj, list):
-                for v in obj:
-                    walk(v)
-            return
+def _secret_fields(obj: Any) -> Iterator[tuple[BaseModel, str, SecretStr]]:
+    """Every (model, field name, SecretStr value) in a loaded config, depth first."""
+    if isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
             value = getattr(obj, name)
-            if isinstance(value, SecretStr) and value.get_secret_value().startswith(_PENDING):
-                index = int(value.get_secret_value()[len(_PENDING):])
-                object.__setattr__(obj, name, UnavailableSecret(unavailable[index]))
+            if isinstance(value, SecretStr):
+                yield obj, name, value
             else:
-                walk(value)
+                yield from _secret_fields(value)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _secret_fields(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _secret_fields(value)
 
-    walk(config)
+
+def _mark_unavailable(config: Config, unavailable: list[str]) -> None:
+    """Swap placeholder values of unreadable secret files for UnavailableSecret."""
+    for model, name, value in list(_secret_fields(config)):
+        if value.get_secret_value().startswith(_PENDING):
+            index = int(value.get_secret_value()[len(_PENDING):])
+            object.__setattr__(model, name, UnavailableSecret(unavailable[index]))
 
 
 def _register_model_secrets(config: Config) -> None:
-    from pydantic import SecretStr
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, UnavailableSecret):
-            return
-        if isinstance(obj, SecretStr):
-            redact.register(obj.get_secret_value())
-        elif isinstance(obj, BaseModel):
-            for name in type(obj).model_fields:
-                walk(getattr(obj, name))
-        elif isinstance(obj, dict):
-            for v in obj.values():
-                walk(v)
-        elif isinstance(obj, list):
-            for v in obj:
-                walk(v)
-
-    walk(config)
+    for _model, _name, value in _secret_fields(config):
+        if not isinstance(value, UnavailableSecret):
+            redact.register(value.get_secret_value())
 
 
 def _clean_loc(loc: tuple) -> tuple:
