@@ -50,8 +50,8 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
     goes into <name>_restored_<timestamp> and the command prints how to switch.
     """
     from maintainer.backup.catalog import find_backup
-    from maintainer.restore.incident import (apply_restore, choose_client, describe_client, target_from_dsn,
-                                             target_from_spec)
+    from maintainer.restore.incident import apply_restore, target_from_dsn, target_from_spec
+    from maintainer.restore.pg_restore import choose_client, describe_client
     from maintainer.restore.plan import plan_restore
     from maintainer.signals import cancel_on_signals
     from maintainer.storage import open_storage

@@ -8,7 +8,7 @@ import pytest
 
 from maintainer.backup import catalog
 from maintainer.config.models import Config
-from maintainer.restore.incident import database_statements
+from maintainer.restore.pg_restore import database_statements
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
@@ -155,7 +155,8 @@ def test_a_cancel_removes_the_pg_restore_container_and_the_new_database(
     from datetime import datetime, timezone
 
     from maintainer.errors import Interrupted
-    from maintainer.restore.incident import apply_restore, choose_client, describe_client, target_from_spec
+    from maintainer.restore.incident import apply_restore, target_from_spec
+    from maintainer.restore.pg_restore import choose_client, describe_client
     from maintainer.restore.plan import plan_restore
 
     data = config_data(tmp_path, pg17_on_network, container_client(docker_network))
