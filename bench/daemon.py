@@ -29,7 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 WHEEL_CACHE = REPO / "build" / "image-wheels"
-CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md")
+CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "schedules.yaml")
+CONTEXT_DIRS = ("maintainer", "restore/checks")  # what the Dockerfile copies (see .dockerignore)
 # The test bed's clean-up removes labelled containers of dead processes only,
 # so the bench's container names this process.
 LABELS = {"maintainer.test": "1", "maintainer.test.pid": str(os.getpid())}
@@ -55,8 +56,8 @@ def build_image(tag: str, base: str | None = "maintainer-test/python:3.11", *, o
         context = Path(tmp)
         for name in CONTEXT_FILES:
             shutil.copy2(REPO / name, context / name)
-        shutil.copytree(REPO / "maintainer", context / "maintainer",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for name in CONTEXT_DIRS:
+            shutil.copytree(REPO / name, context / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         args = ["docker", "build", "--quiet", "--label", "maintainer.test=1", "-t", tag]
         if base:
             args += ["--build-arg", f"BASE_IMAGE={base}"]
