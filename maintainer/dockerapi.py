@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+import tarfile
+import time
+from typing import Iterable, Iterator
 
 from maintainer.errors import DockerError
 
@@ -76,3 +78,33 @@ def _explanation(exc) -> str:
     if isinstance(explanation, bytes):
         explanation = explanation.decode(errors="replace")
     return _first_line(str(explanation or exc))
+
+
+def tar_stream(entries: Iterable[tuple[str, int, Iterable[bytes] | None]]) -> Iterator[bytes]:
+    """A tar archive for ``put_archive``, produced as it is sent, never held whole.
+
+    Each entry is ``(name, size, chunks)``: a file whose chunks add up to exactly
+    ``size`` bytes (JobError otherwise), or, with ``chunks`` None, a directory.
+    """
+    from maintainer.errors import JobError
+
+    now = int(time.time())
+    for name, size, chunks in entries:
+        info = tarfile.TarInfo(name)
+        info.mtime = now
+        if chunks is None:
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            yield info.tobuf(format=tarfile.GNU_FORMAT)
+            continue
+        info.size, info.mode = size, 0o644
+        yield info.tobuf(format=tarfile.GNU_FORMAT)
+        sent = 0
+        for chunk in chunks:
+            sent += len(chunk)
+            if sent > size:
+                raise JobError(f"{name}: more data than the {size} bytes announced")
+            yield chunk
+        if sent != size:
+            raise JobError(f"{name}: {sent} bytes instead of the {size} announced")
+        yield b"\0" * ((-size) % tarfile.BLOCKSIZE)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable
 
-from maintainer.dockerapi import docker_errors
+from maintainer.dockerapi import docker_errors, tar_stream
 from maintainer.errors import DockerError, Interrupted, JobError
 from maintainer.logs import get_logger
 
@@ -279,26 +278,8 @@ class DrillContainer:
     def put_file(self, directory: str, name: str, size: int, chunks: Iterable[bytes]) -> None:
         """Stream ``size`` bytes into ``directory/name`` as one tar member, without
         holding the file in memory. The stream must yield exactly ``size`` bytes."""
-        info = tarfile.TarInfo(name)
-        info.size = size
-        info.mode = 0o644
-        info.mtime = int(time.time())
-        header = info.tobuf(format=tarfile.GNU_FORMAT)
-
-        def body() -> Iterator[bytes]:
-            yield header
-            sent = 0
-            for chunk in chunks:
-                sent += len(chunk)
-                if sent > size:
-                    raise JobError(f"{name}: more data than the {size} bytes announced")
-                yield chunk
-            if sent != size:
-                raise JobError(f"{name}: {sent} bytes instead of the {size} announced")
-            yield b"\0" * ((-size) % tarfile.BLOCKSIZE) + b"\0" * (2 * tarfile.BLOCKSIZE)
-
         with docker_errors(f"copy {name} into drill container {self.name}"):
-            ok = self.container.put_archive(directory, body())
+            ok = self.container.put_archive(directory, tar_stream([(name, size, chunks)]))
         if not ok:
             raise DockerError(f"copy {name} into drill container {self.name}: refused by the engine")
 

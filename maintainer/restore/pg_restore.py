@@ -16,15 +16,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tarfile
 import threading
-import time
 from typing import TYPE_CHECKING, Iterator
 
 import psycopg
 
 from maintainer.config.models import DatabaseSpec
-from maintainer.dockerapi import docker_errors
+from maintainer.dockerapi import docker_errors, tar_stream
 from maintainer.errors import DockerError, Interrupted, JobError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import Client
@@ -232,30 +230,19 @@ def _copy_dump(client: Client, proc: DumpProcess, directory: str, path: str, pro
 
 
 def _tar_stream(directory: str, path: str, progress: Progress, cancel: threading.Event) -> Iterator[bytes]:
+    """The directory, the dump, then the ``ready`` marker the restore script waits for."""
     base = os.path.basename(directory)
-    now = int(time.time())
 
-    def header(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, mode: int = 0o644) -> bytes:
-        info = tarfile.TarInfo(name)
-        info.size, info.type, info.mode, info.mtime = size, kind, mode, now
-        return info.tobuf(format=tarfile.GNU_FORMAT)
+    def dump_chunks() -> Iterator[bytes]:
+        with open(path, "rb") as fh:
+            while block := fh.read(1024 * 1024):
+                if cancel.is_set():
+                    raise Interrupted("restore stopped while copying the dump to pg_restore; nothing was changed")
+                progress.advance(len(block))
+                yield block
 
-    size = os.path.getsize(path)
-    yield header(base, kind=tarfile.DIRTYPE, mode=0o755)
-    yield header(f"{base}/dump.pgcustom", size)
-    sent = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1024 * 1024):
-            if cancel.is_set():
-                raise Interrupted("restore stopped while copying the dump to pg_restore; nothing was changed")
-            sent += len(block)
-            progress.advance(len(block))
-            yield block
-    if sent != size:
-        raise JobError(f"{path} changed while it was copied ({sent} bytes, expected {size})")
-    yield b"\0" * ((-size) % tarfile.BLOCKSIZE)
-    yield header(f"{base}/ready")
-    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+    return tar_stream([(base, 0, None), (f"{base}/dump.pgcustom", os.path.getsize(path), dump_chunks()),
+                       (f"{base}/ready", 0, [])])
 
 
 def _remove_exec_copy(client: Client, directory: str) -> None:
