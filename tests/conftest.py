@@ -31,6 +31,19 @@ from support.s3 import (  # noqa: E402
     start_moto_container,
 )
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_state_dir(tmp_path_factory) -> Iterator[None]:
+    """Run history from jobs that tests run goes to a temporary directory, not the
+    host's /var/lib/maintainer (configs without daemon.state_dir default to this)."""
+    previous = os.environ.get("MAINTAINER_STATE_DIR")
+    os.environ["MAINTAINER_STATE_DIR"] = str(tmp_path_factory.mktemp("maintainer-state"))
+    yield
+    if previous is None:
+        os.environ.pop("MAINTAINER_STATE_DIR", None)
+    else:
+        os.environ["MAINTAINER_STATE_DIR"] = previous
+
+
 SETUP_HINT = "run scripts/testbed.sh (or scripts/test.sh) to set up the test bed"
 REGISTRY = "127.0.0.1:5555"
 

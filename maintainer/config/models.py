@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from datetime import timedelta
 from typing import Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
@@ -95,7 +97,9 @@ class NotifySpec(Strict):
 
 
 class DaemonSpec(Strict):
-    state_dir: str = Field("/var/lib/maintainer", description="run history and other state (a volume)")
+    state_dir: str = Field(default_factory=lambda: os.environ.get("MAINTAINER_STATE_DIR", "/var/lib/maintainer"),
+                           description="run history and other state (a volume); default $MAINTAINER_STATE_DIR "
+                                       "or /var/lib/maintainer")
     listen: str = Field("127.0.0.1:9187", description="host:port of /health and /metrics")
     max_concurrent_jobs: int = Field(2, ge=1)
     jitter: Duration = Field(timedelta(0), description="random delay added to each start")

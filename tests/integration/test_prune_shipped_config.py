@@ -26,6 +26,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "schedules.yaml"
 def shipped(tmp_path):
     config = load_config(SHIPPED, env={})
     config.storage["local"] = StorageSpec(url=f"file://{tmp_path / 'store'}")
+    config.daemon.state_dir = str(tmp_path / "state")  # not the host's /var/lib/maintainer/state
     return config
 
 
