@@ -123,6 +123,17 @@ def _stream_100mb(storage, key: str) -> str:
     return digest.hexdigest()
 
 
+def _stream_100mb_traced(storage, key: str) -> tuple[str, int]:
+    """_stream_100mb, with the peak memory Python allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        written = _stream_100mb(storage, key)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return written, peak
+
+
 def _read_digest(storage, key: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -135,12 +146,7 @@ def _read_digest(storage, key: str) -> tuple[str, int]:
 
 def test_a_100_mb_object_streams_in_bounded_memory_locally(tmp_path):
     storage = LocalStorage("local", tmp_path / "store")
-    tracemalloc.start()
-    try:
-        written = _stream_100mb(storage, "big/object")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    written, peak = _stream_100mb_traced(storage, "big/object")
     assert peak < 16 * MiB, f"peak traced memory {peak / MiB:.1f} MiB"
     assert _read_digest(storage, "big/object") == (written, 100 * MiB)
 
@@ -150,12 +156,7 @@ def test_a_100_mb_object_streams_to_s3_in_bounded_memory(s3_server_factory):
     server = s3_server_factory()
     server.client().create_bucket(Bucket="big")
     storage = open_storage(s3_spec(server, "big"), name="s3")
-    tracemalloc.start()
-    try:
-        written = _stream_100mb(storage, "big/object")
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    written, peak = _stream_100mb_traced(storage, "big/object")
     # About three 5 MiB parts (one filling, one queued, one sending) plus boto's own buffers.
     assert peak < 40 * MiB, f"peak traced memory {peak / MiB:.1f} MiB"
     assert _read_digest(storage, "big/object") == (written, 100 * MiB)
