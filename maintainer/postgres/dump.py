@@ -20,7 +20,8 @@ from maintainer.storage.base import Writer
 
 
 def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], writer: Writer, *,
-             level: int, cancel: threading.Event, what: str, threads: int = 0) -> StreamResult:
+             level: int, cancel: threading.Event, what: str, threads: int = 0,
+             hash_raw: bool = False) -> StreamResult:
     """Stream ``tool args`` into ``writer``; DatabaseError with the tool's own reason on failure."""
     if cancel.is_set():
         raise Interrupted(f"{what}: stopped before {tool} started")
@@ -29,7 +30,8 @@ def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], wr
     watcher = threading.Thread(target=_kill_on_cancel, args=(proc, cancel, finished), daemon=True)
     watcher.start()
     try:
-        result = store_stream(proc.read, writer, level=level, threads=threads, cancel=cancel)
+        result = store_stream(proc.readinto, writer, level=level, threads=threads, cancel=cancel,
+                              hash_raw=hash_raw)
     except BaseException:
         proc.kill()
         proc.finish()
@@ -37,7 +39,6 @@ def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], wr
     finally:
         finished.set()
     code = proc.finish()
-    watcher.join(timeout=5)
     if cancel.is_set():
         raise Interrupted(f"{what}: stopped while {tool} was running")
     if code != 0 or proc.killed:
@@ -46,9 +47,12 @@ def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], wr
 
 
 def _kill_on_cancel(proc: DumpProcess, cancel: threading.Event, finished: threading.Event) -> None:
+    """Kill the tool when ``cancel`` is set; ends on its own once ``finished`` is
+    (nobody waits for it: joining cost up to one polling interval per dump)."""
     while not finished.is_set():
-        if cancel.wait(0.2):
-            proc.kill()
+        if cancel.wait(0.05):
+            if not finished.is_set():
+                proc.kill()
             return
 
 

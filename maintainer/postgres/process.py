@@ -44,6 +44,12 @@ class DumpProcess(ABC):
     @abstractmethod
     def read(self, n: int) -> bytes: ...
 
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill the front of ``buffer`` with the next stdout bytes; 0 at the end."""
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
     @abstractmethod
     def kill(self) -> None:
         """Stop the tool now; safe to call from any thread, more than once."""
@@ -74,6 +80,10 @@ class LocalProcess(DumpProcess):
     def read(self, n: int) -> bytes:
         assert self.proc.stdout is not None
         return self.proc.stdout.read(n)
+
+    def readinto(self, buffer: memoryview) -> int:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readinto(buffer) or 0
 
     def kill(self) -> None:
         self.killed = True

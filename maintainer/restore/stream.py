@@ -12,6 +12,7 @@ import hashlib
 from typing import Iterator
 
 from maintainer.backup.manifest import StoredObject
+from maintainer.backup.pipeline import IncompleteStream, decompress_frames
 from maintainer.errors import StorageError
 from maintainer.storage.base import Storage
 
@@ -42,36 +43,37 @@ class VerifiedObject:
         import zstandard
 
         digest = hashlib.sha256()
-        raw_digest = hashlib.sha256()
-        decompressor = zstandard.ZstdDecompressor().decompressobj()
+        raw_digest = hashlib.sha256() if self.obj.raw_sha256 else None
         stream = self.storage.open(self.obj.key)
-        try:
-            while True:
-                block = stream.read(CHUNK)
-                if not block:
-                    break
+
+        def stored_blocks() -> Iterator[bytes]:
+            while block := stream.read(CHUNK):
                 self.stored_bytes += len(block)
                 digest.update(block)
-                try:
-                    out = decompressor.decompress(block)
-                except zstandard.ZstdError as exc:
-                    self._drain(stream, digest)
-                    self._check_digest(digest)
-                    raise StorageError(f"{self.label}: cannot decompress (checksum matches, "
-                                       f"so the backup was written damaged): {exc}") from None
-                if out:
+                yield block
+
+        try:
+            try:
+                for out in decompress_frames(stored_blocks()):
                     self.raw_bytes += len(out)
-                    raw_digest.update(out)
+                    if raw_digest is not None:
+                        raw_digest.update(out)
                     yield out
+            except zstandard.ZstdError as exc:
+                self._drain(stream, digest)
+                self._check_digest(digest)
+                raise StorageError(f"{self.label}: cannot decompress (checksum matches, "
+                                   f"so the backup was written damaged): {exc}") from None
+            except IncompleteStream:
+                self._check_digest(digest)
+                raise StorageError(f"{self.label}: the compressed stream ends early") from None
         finally:
             stream.close()
         self._check_digest(digest)
-        if not decompressor.eof:
-            raise StorageError(f"{self.label}: the compressed stream ends early")
         if self.raw_bytes != self.obj.raw_size:
             raise ChecksumMismatch(f"{self.label}: {self.raw_bytes} bytes after decompression, "
                                    f"the manifest says {self.obj.raw_size}")
-        if self.obj.raw_sha256 and raw_digest.hexdigest() != self.obj.raw_sha256:
+        if raw_digest is not None and raw_digest.hexdigest() != self.obj.raw_sha256:
             raise ChecksumMismatch(f"{self.label}: SHA-256 of the uncompressed content does not match the manifest")
 
     def read_all(self) -> bytes:

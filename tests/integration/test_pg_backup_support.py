@@ -12,8 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
-import zstandard
 
+from maintainer.backup.pipeline import decompress_frames
 from maintainer.config.loader import parse_config
 from maintainer.postgres import inventory
 
@@ -92,7 +92,7 @@ def restore_with_standard_tools(backup_dir: Path, target, workdir: Path) -> None
 
 
 def decompress(data: bytes) -> bytes:
-    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return b"".join(decompress_frames([data]))
 
 
 def fill_random(server, dbname: str, megabytes: int) -> None:

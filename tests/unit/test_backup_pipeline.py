@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from maintainer.backup.manifest import Manifest
-from maintainer.backup.pipeline import store_stream
+from maintainer.backup.pipeline import IncompleteStream, decompress_frames, store_stream
 from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError
 from maintainer.jobs.pg_backup import check_dump, suspicious_reasons
@@ -29,38 +29,80 @@ def chunks_of(data: bytes, size: int):
     view = memoryview(data)
     pos = 0
 
-    def read(n: int) -> bytes:
+    def readinto(buffer: memoryview) -> int:
         nonlocal pos
-        out = bytes(view[pos:pos + min(n, size)])
+        out = view[pos:pos + min(len(buffer), size)]
+        buffer[:len(out)] = out
         pos += len(out)
-        return out
-    return read
+        return len(out)
+    return readinto
 
 
 def test_store_stream_writes_zstd_whose_hashes_and_sizes_match_what_was_streamed():
     data = os.urandom(300_000) + b"PGDMP" * 200_000
     sink = MemoryWriter()
-    res = store_stream(chunks_of(data, 70_000), sink, level=3)
+    res = store_stream(chunks_of(data, 70_000), sink, level=3, hash_raw=True)
     stored = sink.getvalue()
-    assert zstandard.ZstdDecompressor().decompressobj().decompress(stored) == data
+    assert b"".join(decompress_frames([stored])) == data
+    # One zstd frame per MiB, each one whole: the standard decoder reads them as one file.
+    assert zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(stored) == data
+    assert len(zstandard.ZstdDecompressor().decompressobj().decompress(stored)) == 1024 * 1024
     assert res.raw_size == len(data) and res.stored_size == len(stored) == sink.size
     assert res.sha256 == hashlib.sha256(stored).hexdigest()
     assert res.raw_sha256 == hashlib.sha256(data).hexdigest()
     assert res.head == data[:16]
 
 
+def test_store_stream_reuses_one_buffer_and_hashes_raw_bytes_only_on_request():
+    data = os.urandom(50_000) * 40
+    seen = []
+    source = chunks_of(data, 64 * 1024)
+
+    def readinto(buffer: memoryview) -> int:
+        seen.append(buffer.obj)
+        return source(buffer)
+
+    sink = MemoryWriter()
+    res = store_stream(readinto, sink, level=1, frame=256 * 1024)
+    assert res.raw_sha256 is None and res.raw_size == len(data)
+    assert len({id(b) for b in seen}) == 1 and len(seen) > 10
+    assert b"".join(decompress_frames([sink.getvalue()])) == data
+
+
+def test_an_empty_stream_is_one_empty_frame():
+    sink = MemoryWriter()
+    res = store_stream(lambda buffer: 0, sink, level=1)
+    assert res.raw_size == 0 and res.stored_size == len(sink.getvalue()) > 0
+    assert b"".join(decompress_frames([sink.getvalue()])) == b""
+
+
+def test_frames_are_decompressed_across_any_block_boundaries_and_a_cut_frame_is_reported():
+    frames = [zstandard.ZstdCompressor(level=1, write_checksum=True).compress(bytes([i]) * 5000) for i in range(4)]
+    joined = b"".join(frames)
+    blocks = [joined[i:i + 7] for i in range(0, len(joined), 7)]
+    assert b"".join(decompress_frames(blocks)) == b"".join(bytes([i]) * 5000 for i in range(4))
+    with pytest.raises(IncompleteStream):
+        b"".join(decompress_frames([joined[:-3]]))
+    broken = bytearray(joined)
+    broken[len(frames[0]) - 2] ^= 0xFF  # inside the first frame's checksum
+    with pytest.raises(zstandard.ZstdError):
+        b"".join(decompress_frames([bytes(broken)]))
+
+
+
 def test_store_stream_stops_when_cancelled():
     cancel = threading.Event()
     calls = {"n": 0}
 
-    def read(n: int) -> bytes:
+    def readinto(buffer: memoryview) -> int:
         calls["n"] += 1
         if calls["n"] == 3:
             cancel.set()
-        return b"x" * 1000
+        buffer[:1000] = b"x" * 1000
+        return 1000
 
     with pytest.raises(Interrupted):
-        store_stream(read, MemoryWriter(), cancel=cancel)
+        store_stream(readinto, MemoryWriter(), cancel=cancel)
     assert calls["n"] == 3
 
 
@@ -157,3 +199,27 @@ def test_local_mode_with_a_server_newer_than_every_local_client_names_versions_a
     assert "PostgreSQL 99.1" in message and "databases.app.client.mode" in message
     found = local_clients("pg_dump")
     assert (f"local pg_dump {found[0][1]}" if found else "not installed") in message
+
+
+def _fake_tool(directory, name: str, version: str) -> None:
+    path = directory / name
+    path.write_text(f"#!/bin/sh\necho 'pg_dump (PostgreSQL) {version}'\n")
+    path.chmod(0o755)
+
+
+def test_local_clients_prefer_real_binaries_over_debians_perl_wrapper(tmp_path, monkeypatch):
+    installed = local_clients.__wrapped__("pg_dump")
+    wrapper_dir, bin_dir = tmp_path / "share", tmp_path / "bin"
+    wrapper_dir.mkdir()
+    bin_dir.mkdir()
+    _fake_tool(wrapper_dir, "pg_wrapper", "98.1")
+    (bin_dir / "pg_dump").symlink_to(wrapper_dir / "pg_wrapper")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    found = local_clients.__wrapped__("pg_dump")
+    if installed:  # the wrapper is skipped while a versioned install exists
+        assert found == installed
+    else:
+        assert found == ((98, "98.1", str(bin_dir / "pg_dump")),)
+    (bin_dir / "pg_dump").unlink()
+    _fake_tool(bin_dir, "pg_dump", "99.2")  # a real binary on PATH is a candidate like any other
+    assert local_clients.__wrapped__("pg_dump")[0] == (99, "99.2", str(bin_dir / "pg_dump"))

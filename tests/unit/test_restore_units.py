@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,7 +11,9 @@ import zstandard
 
 from maintainer.backup.catalog import BackupEntry
 from maintainer.backup.manifest import Manifest, StoredObject, TableCount, Verification
+from maintainer.backup.pipeline import store_stream
 from maintainer.errors import StorageError, UsageError
+from maintainer.postgres.dump import MemoryWriter
 from maintainer.restore import container
 from maintainer.restore.globals import plan_globals, role_of, split_statements
 from maintainer.restore.plan import Target, plan_restore, restored_name
@@ -132,9 +135,9 @@ def test_only_drills_of_gone_processes_or_past_their_deadline_are_abandoned():
     assert mine[container.PID_LABEL] == str(os.getpid())
 
 
-def stored(tmp_path, raw: bytes):
+def stored(tmp_path, raw: bytes, compressed: bytes | None = None):
     storage = LocalStorage("t", str(tmp_path))
-    data = zstandard.ZstdCompressor(write_checksum=True).compress(raw)
+    data = compressed if compressed is not None else zstandard.ZstdCompressor(write_checksum=True).compress(raw)
     storage.put("pg/x/1/dump.pgcustom.zst", data)
     obj = StoredObject(name="dump", key="pg/x/1/dump.pgcustom.zst", format="pg_dump-custom", raw_size=len(raw),
                        stored_size=len(data), sha256=hashlib.sha256(data).hexdigest(),
@@ -157,6 +160,39 @@ def test_a_flipped_byte_is_a_checksum_mismatch_even_when_decompression_breaks(tm
         storage.put(obj.key, bytes(broken))
         with pytest.raises(ChecksumMismatch, match="SHA-256 mismatch"):
             b"".join(VerifiedObject(storage, obj).chunks())
+
+
+def test_a_backup_of_many_frames_reads_back_whole_and_one_cut_inside_a_frame_fails(tmp_path):
+    raw = os.urandom(100_000) * 30  # 3 MB: three full frames and a short one
+    sink = MemoryWriter()
+    store_stream(_reader(raw), sink, level=1, hash_raw=True)
+    storage, obj, data = stored(tmp_path, raw, compressed=sink.getvalue())
+    assert b"".join(VerifiedObject(storage, obj).chunks()) == raw
+    # Cut inside the last frame, with a manifest that matches the cut bytes: written damaged.
+    cut = data[:-7]
+    storage.put(obj.key, cut)
+    matching = obj.model_copy(update={"stored_size": len(cut), "sha256": hashlib.sha256(cut).hexdigest()})
+    with pytest.raises(StorageError, match="ends early"):
+        b"".join(VerifiedObject(storage, matching).chunks())
+    # Cut exactly between two frames: the content is short of what the manifest says.
+    first = len(zstandard.ZstdCompressor(level=1, write_checksum=True).compress(raw[:1024 * 1024]))
+    head = data[:first]
+    storage.put(obj.key, head)
+    between = obj.model_copy(update={"stored_size": len(head), "sha256": hashlib.sha256(head).hexdigest()})
+    with pytest.raises(ChecksumMismatch, match="after decompression"):
+        b"".join(VerifiedObject(storage, between).chunks())
+
+
+def _reader(raw: bytes):
+    view, pos = memoryview(raw), 0
+
+    def readinto(buffer: memoryview) -> int:
+        nonlocal pos
+        out = view[pos:pos + min(len(buffer), 200_000)]
+        buffer[:len(out)] = out
+        pos += len(out)
+        return len(out)
+    return readinto
 
 
 def test_a_manifest_that_lies_about_the_size_is_caught(tmp_path):
