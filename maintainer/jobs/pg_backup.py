@@ -6,8 +6,9 @@ For each database, in order:
  2. open a REPEATABLE READ transaction and export its snapshot; read the server version;
  3. pick a pg_dump at least as new as the server (local, container or exec);
  4. stream ``pg_dump --format=custom --compress=0 --snapshot=...`` through zstd and
-    SHA-256 into storage while the same snapshot is counted (rows, objects);
- 5. store ``pg_dumpall --globals-only`` (dumped once per server per run);
+    SHA-256 into storage while the same snapshot is counted (rows, objects) and
+    ``pg_dumpall --globals-only`` runs beside it (once per server per run);
+ 5. store the globals;
  6. compare with the previous backup (suspicious when rows or size fell sharply);
  7. write manifest.json; 8. plan and apply retention.
 A failure in one database fails the run but the others still run.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import threading
 import time
+import concurrent.futures
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,13 +39,14 @@ from maintainer.postgres.dump import MemoryWriter, run_into
 from maintainer.storage.base import Storage
 
 PG_DUMP_MAGIC = b"PGDMP"
+GLOBALS_SETTLE = 120  # seconds a failed dump waits for the pg_dumpall beside it to end
 
 
 @dataclass
 class Globals:
     data: bytes  # zstd-compressed
     raw_size: int
-    raw_sha256: str
+    raw_sha256: str | None
     sha256: str
     note: str | None = None
 
@@ -54,7 +58,7 @@ class PgBackupJob(Job):
     def run(self, ctx: RunContext) -> JobResult:
         result = self.new_result(ctx)
         storage = ctx.storage(self.spec.storage)
-        globals_cache: dict[tuple[str, int], Globals | MaintainerError] = {}
+        globals_cache: dict[tuple[str, int], Future] = {}
         stored = kept = deleted = 0
         for name in self.spec.databases:
             ctx.check_cancelled()
@@ -106,6 +110,8 @@ class PgBackupJob(Job):
                          client=client.description, pg_dump=client.version)
             counts = _Counter(snap.conn, self.spec)
             counts.start()
+            # pg_dumpall runs beside the dump rather than after it (it needs no snapshot).
+            roles = self._globals(ctx, client, db, name, dbname, globals_cache) if self.spec.globals else None
             try:
                 dump_key = layout.object_key(name, backup_id, layout.DUMP)
                 args = ["--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", *client.connection_args(dbname)]
@@ -115,6 +121,10 @@ class PgBackupJob(Job):
                     check_dump(name, dumped)
             except BaseException:
                 snap.conn.cancel()  # stop a long count at once; the backup failed anyway
+                if roles is not None:
+                    # Let pg_dumpall end (a cancel stops it) so its process or container is
+                    # gone before this returns and, from the CLI, the process exits.
+                    concurrent.futures.wait([roles], timeout=GLOBALS_SETTLE)
                 raise
             finally:
                 counts.join()
@@ -123,8 +133,8 @@ class PgBackupJob(Job):
                 raise counts.error
             objects = [StoredObject(name="dump", key=dump_key, format="pg_dump-custom", raw_size=dumped.raw_size,
                                     stored_size=writer.size, sha256=dumped.sha256, raw_sha256=dumped.raw_sha256)]
-            if self.spec.globals:
-                g = self._globals(ctx, client, db, name, dbname, globals_cache)
+            if roles is not None:
+                g = roles.result()
                 gkey = layout.object_key(name, backup_id, layout.GLOBALS)
                 info = storage.put(gkey, g.data)
                 objects.append(StoredObject(name="globals", key=gkey, format="sql", raw_size=g.raw_size,
@@ -162,18 +172,25 @@ class PgBackupJob(Job):
         return manifest, plan
 
     def _globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str,
-                 cache: dict) -> Globals:
-        """pg_dumpall --globals-only, once per server per run; the bytes are small."""
+                 cache: dict[tuple[str, int], Future]) -> Future:
+        """pg_dumpall --globals-only, started in the background once per server per run.
+
+        The result (or the error, which every database of that server then
+        reports) is the future's; the bytes are small.
+        """
         server_key = (db.host, db.port)
         if server_key not in cache:
-            try:
-                cache[server_key] = self._dump_globals(ctx, client, db, name, dbname)
-            except (DatabaseError, JobError) as exc:
-                cache[server_key] = exc
-        found = cache[server_key]
-        if isinstance(found, MaintainerError):
-            raise found
-        return found
+            future: Future = Future()
+
+            def work() -> None:
+                try:
+                    future.set_result(self._dump_globals(ctx, client, db, name, dbname))
+                except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+                    future.set_exception(exc)
+
+            threading.Thread(target=work, daemon=True, name="maintainer-globals").start()
+            cache[server_key] = future
+        return cache[server_key]
 
     def _dump_globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str) -> Globals:
         host, port = client.target()
@@ -184,7 +201,7 @@ class PgBackupJob(Job):
             sink = MemoryWriter()
             try:
                 res = run_into(client, "pg_dumpall", base + extra, client_env(db), sink, level=self.spec.compression_level,
-                               cancel=ctx.cancel, what=f"globals of {name}'s server")
+                               cancel=ctx.cancel, what=f"globals of {name}'s server", hash_raw=True)
                 break
             except DatabaseError as exc:
                 # Without superuser, pg_authid is unreadable: roles are still dumped, without passwords.
@@ -235,6 +252,8 @@ class _Counter(threading.Thread):
 
     def run(self) -> None:
         try:
+            # One backend, no parallel workers: the dump needs the CPU more than the count needs speed.
+            self.conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             self.rows = inventory.row_counts(self.conn, exact=self.spec.exact_row_counts,
                                              estimate_above=self.spec.estimate_rows_above)
             self.objects = inventory.object_counts(self.conn)

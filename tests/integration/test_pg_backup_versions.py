@@ -87,7 +87,8 @@ def test_cancelling_a_container_dump_removes_the_container_and_stores_nothing(
     runner = threading.Thread(target=lambda: outcome.setdefault("result", run_job(config, "backup", cancel=cancel)))
     runner.start()
     wait_for(lambda: any(p.stat().st_size > 0 for p in partial_files(store)), what="the dump to stream")
-    assert len(_client_containers(docker_client)) == 1
+    # The dump's container (pg_dumpall's runs beside it, and may have ended already).
+    assert 1 <= len(_client_containers(docker_client)) <= 2
     cancel.set()  # what SIGTERM does through signals.cancel_on_signals
     runner.join(timeout=60)
 
