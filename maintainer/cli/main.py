@@ -7,7 +7,9 @@ failure arrives here as a MaintainerError and leaves as one ``Error:`` line
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -114,5 +116,34 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def entry() -> None:
+    """The ``maintainer`` command: main(), then exit without the interpreter's teardown.
+
+    Freeing every module and object at exit took 0.16 s after a backup, time
+    the operating system spends better by dropping the process whole. Output
+    is flushed and atexit handlers (temporary directories) still run; if a
+    non-daemon thread is somehow still alive, the normal exit waits for it.
+    """
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    import atexit
+    import logging
+
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else (1 if code else 0))
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()
