@@ -4,10 +4,12 @@
     .venv/bin/python bench/backup.py            # about 1 GB of realistic data
     .venv/bin/python bench/backup.py --gb 4     # about 4 GB
     .venv/bin/python bench/backup.py --keep     # keep the sandbox directory for inspection
+    .venv/bin/python bench/backup.py --rounds 9 # more interleaved rounds (default 5)
 
 Starts a sandbox PostgreSQL 15 from local binaries (no Docker) on a free port in a
 temporary directory, fills it with generate_series (several tables with text,
-jsonb, bytea and indexes), then measures, in one run:
+jsonb, bytea and indexes), then measures, in one run, interleaved over several
+rounds (this machine's speed drifts between runs; medians are reported):
 
   floor       pg_dump -Fc -Z0 > /dev/null
   pg_dump -Fc pg_dump's built-in gzip into a file
@@ -17,6 +19,8 @@ jsonb, bytea and indexes), then measures, in one run:
 
 and prints wall times, ratios to the floor, output sizes and the peak RSS of
 maintainer's own Python process (VmHWM from /proc, polled; pg_dump not included).
+"maintainer run" is the whole process, interpreter start included; the line
+below it is the backup job's own duration from its manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import os
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,7 +168,7 @@ def peak_rss_run(argv: list[str], env: dict) -> tuple[float, int]:
     return wall, peak
 
 
-def write_config(path: Path, sb: Sandbox, storage: dict, threads: int = 0, exact: bool = True, level: int = 1) -> None:
+def write_config(path: Path, sb: Sandbox, storage: dict, level: int = 1) -> None:
     import json
 
     (sb.root / "pgpassword").write_text(sb.password)
@@ -173,8 +178,7 @@ def write_config(path: Path, sb: Sandbox, storage: dict, threads: int = 0, exact
                                 "password_file": str(sb.root / "pgpassword"), "sslmode": "disable",
                                 "client": {"mode": "local"}}},
         "jobs": {"bench": {"type": "pg_backup", "schedule": "0 3 * * *", "databases": ["bench"], "storage": "target",
-                           "compression_level": level, "compression_threads": threads, "exact_row_counts": exact,
-                           "estimate_rows_above": 0, "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
+                           "compression_level": level, "retention": {"keep_last": 1, "keep_daily": 0, "keep_weekly": 0,
                                                                  "keep_monthly": 0}}},
     }))
 
@@ -183,14 +187,22 @@ def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def job_seconds(store: Path) -> float:
+    """The dump's own duration from the manifest (without the interpreter's start)."""
+    import json
+
+    manifests = sorted(store.rglob("manifest.json"))
+    return float(json.loads(manifests[-1].read_text())["duration"]) if manifests else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gb", type=float, default=1.0, help="approximate database size in GB (default 1)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds of floor / local / S3; medians are reported (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
-    parser.add_argument("--no-s3", action="store_true", help="skip the S3 run")
+    parser.add_argument("--no-s3", action="store_true", help="skip the S3 runs")
     parser.add_argument("--level", type=int, default=1, help="maintainer's zstd level (default 1)")
-    parser.add_argument("--variants", action="store_true",
-                        help="also run maintainer with a zstd worker thread, with row estimates, and again as is")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="maintainer-bench-", dir="/var/tmp"))
@@ -203,33 +215,16 @@ def main() -> None:
         db_size = int(sb.psql("-c", "SELECT pg_database_size('bench')"))
         out = root / "out"
         out.mkdir()
-        results: list[tuple[str, float, int | None, int | None]] = []
         pg_dump = str(PGBIN / "pg_dump")
         conn = "-h 127.0.0.1 -U postgres -d bench"
         sb.psql("-c", "SELECT count(*) FROM events")  # warm the cache for every contender alike
-        floor = timed_shell(f"{pg_dump} {conn} -Fc -Z0 > /dev/null", sb.env)
-        floor = min(floor, timed_shell(f"{pg_dump} {conn} -Fc -Z0 > /dev/null", sb.env))
-        results.append(("pg_dump -Fc -Z0 > /dev/null (floor)", floor, None, None))
-        wall = timed_shell(f"{pg_dump} {conn} -Fc > {out}/builtin.dump", sb.env)
-        results.append(("pg_dump -Fc > file (built-in gzip)", wall, (out / "builtin.dump").stat().st_size, None))
-        wall = timed_shell(f"{pg_dump} {conn} | gzip > {out}/plain.sql.gz", sb.env)
-        results.append(("pg_dump | gzip > file", wall, (out / "plain.sql.gz").stat().st_size, None))
-        for f in out.iterdir():
-            f.unlink()
+        floor_cmd = f"{pg_dump} {conn} -Fc -Z0 > /dev/null"
+        timed_shell(floor_cmd, sb.env)  # one warm-up run, not counted
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        cfg = root / "local.yaml"
-        write_config(cfg, sb, {"url": f"file://{out}/store"}, level=args.level)
-        wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
-        results.append(("maintainer run -> local directory", wall, dir_size(out / "store"), peak))
-        if args.variants:
-            for label, threads, exact in (("one zstd worker thread", 1, True), ("row estimates, not count(*)", 0, False),
-                                          ("same as the first (noise check)", 0, True)):
-                shutil.rmtree(out / "store", ignore_errors=True)
-                write_config(cfg, sb, {"url": f"file://{out}/store"}, threads=threads, exact=exact, level=args.level)
-                wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
-                results.append((f"  variant: {label}", wall, dir_size(out / "store"), peak))
-
+        local_cfg = root / "local.yaml"
+        write_config(local_cfg, sb, {"url": f"file://{out}/store"}, level=args.level)
+        s3_cfg = None
         if not args.no_s3:
             port = free_port()
             moto = subprocess.Popen([str(REPO / ".venv/bin/python"), "-m", "moto.server", "-H", "127.0.0.1", "-p",
@@ -244,21 +239,63 @@ def main() -> None:
                     break
                 except Exception:  # noqa: BLE001 - moto still starting
                     time.sleep(0.2)
-            cfg = root / "s3.yaml"
-            write_config(cfg, sb, {"url": "s3://bench/maintainer", "endpoint_url": f"http://127.0.0.1:{port}",
-                                   "path_style": True, "access_key_id": "bench", "secret_access_key": "bench"},
+            s3_cfg = root / "s3.yaml"
+            write_config(s3_cfg, sb, {"url": "s3://bench/maintainer", "endpoint_url": f"http://127.0.0.1:{port}",
+                                      "path_style": True, "access_key_id": "bench", "secret_access_key": "bench"},
                          level=args.level)
-            wall, peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(cfg), "run", "bench"], env)
-            size = sum(o["Size"] for o in s3.list_objects_v2(Bucket="bench").get("Contents", []))
-            results.append(("maintainer run -> S3 (moto on 127.0.0.1)", wall, size, peak))
 
-        print(f"\ndatabase size {db_size / 1e9:.2f} GB (pg_database_size), {os.cpu_count()} cores\n")
+        # The machine's speed drifts by 10-20% between runs (the floor alone ranged 6.1-8.1 s
+        # at 1 GB), so each round measures the floor right before the contenders, ratios are
+        # taken within a round, and the medians over rounds are reported.
+        rounds: list[dict[str, float]] = []
+        local_size = s3_size = 0
+        local_peak = s3_peak = 0
+        for n in range(args.rounds):
+            r = {"floor": timed_shell(floor_cmd, sb.env)}
+            shutil.rmtree(out / "store", ignore_errors=True)
+            r["local"], peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(local_cfg), "run", "bench"], env)
+            r["local_job"] = job_seconds(out / "store")
+            local_size, local_peak = dir_size(out / "store"), max(local_peak, peak)
+            if s3_cfg is not None:
+                for obj in s3.list_objects_v2(Bucket="bench").get("Contents", []):
+                    s3.delete_object(Bucket="bench", Key=obj["Key"])
+                r["s3"], peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(s3_cfg), "run", "bench"], env)
+                s3_size = sum(o["Size"] for o in s3.list_objects_v2(Bucket="bench").get("Contents", []))
+                s3_peak = max(s3_peak, peak)
+            rounds.append(r)
+            print(f"  round {n + 1}: " + ", ".join(f"{k} {v:.2f}s" for k, v in r.items())
+                  + f"; local {r['local'] / r['floor']:.2f}x", file=sys.stderr, flush=True)
+
+        wall = timed_shell(f"{pg_dump} {conn} -Fc > {out}/builtin.dump", sb.env)
+        builtin = (wall, (out / "builtin.dump").stat().st_size)
+        wall = timed_shell(f"{pg_dump} {conn} | gzip > {out}/plain.sql.gz", sb.env)
+        gzipped = (wall, (out / "plain.sql.gz").stat().st_size)
+
+        def median(key: str) -> float:
+            return statistics.median(r[key] for r in rounds)
+
+        def ratio(key: str) -> float:
+            return statistics.median(r[key] / r["floor"] for r in rounds)
+
+        floor = median("floor")
+        rows: list[tuple[str, float, float, int | None, int | None]] = [
+            ("pg_dump -Fc -Z0 > /dev/null (floor)", floor, 1.0, None, None),
+            ("pg_dump -Fc > file (built-in gzip)", builtin[0], builtin[0] / floor, builtin[1], None),
+            ("pg_dump | gzip > file", gzipped[0], gzipped[0] / floor, gzipped[1], None),
+            ("maintainer run -> local directory", median("local"), ratio("local"), local_size, local_peak),
+            ("  its backup job alone (manifest)", median("local_job"), ratio("local_job"), None, None),
+        ]
+        if s3_cfg is not None:
+            rows.append(("maintainer run -> S3 (moto on 127.0.0.1)", median("s3"), ratio("s3"), s3_size, s3_peak))
+
+        print(f"\ndatabase size {db_size / 1e9:.2f} GB (pg_database_size), {os.cpu_count()} cores, "
+              f"{args.rounds} interleaved rounds (medians; ratios are medians of per-round ratios)\n")
         print(f"| {'command':<42} | {'wall':>7} | {'x floor':>7} | {'output':>9} | {'peak RSS':>9} |")
         print(f"|{'-' * 44}|{'-' * 9}|{'-' * 9}|{'-' * 11}|{'-' * 11}|")
-        for name, wall, size, peak in results:
+        for name, secs, x, size, peak in rows:
             size_s = f"{size / 1e6:.0f} MB" if size is not None else "-"
             peak_s = f"{peak / 1e6:.0f} MB" if peak is not None else "-"
-            print(f"| {name:<42} | {wall:6.2f}s | {wall / floor:6.2f}x | {size_s:>9} | {peak_s:>9} |")
+            print(f"| {name:<42} | {secs:6.2f}s | {x:6.2f}x | {size_s:>9} | {peak_s:>9} |")
     finally:
         if moto is not None:
             moto.kill()
