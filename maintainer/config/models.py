@@ -22,9 +22,10 @@ class StorageSpec(Strict):
     access_key_id: SecretStr | None = Field(None, description="default: the standard AWS credential chain")
     secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
-    part_size: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024,
-                           description="S3 multipart part size in bytes; memory is about four parts, "
-                                       "the largest object 10,000 parts (80 GB at the default)")
+    part_size: int = Field(5 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024,
+                           description="size of an upload's first S3 parts in bytes; memory is two parts. "
+                                       "Parts double every 2,000, so an object can reach 31 times 2,000 "
+                                       "first parts (about 300 GiB at the default)")
 
     @field_validator("url")
     @classmethod
