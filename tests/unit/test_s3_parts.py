@@ -60,3 +60,15 @@ def test_the_writer_fills_two_reused_buffers_and_grows_parts_on_schedule(monkeyp
     assert fake.completed == list(range(1, 11))
     # Buffers are reused while the size holds: far fewer distinct buffers than parts.
     assert len(fake.buffers) <= 2 * 4
+
+
+def test_small_objects_go_up_in_one_put_without_a_part_buffer():
+    calls = []
+
+    class Client(FakeS3):
+        def put_object(self, *, Key, Body, **kw):
+            calls.append((Key, bytes(Body)))
+
+    storage = S3Storage("t", StorageSpec(url="s3://bucket/p"), client=Client())
+    info = storage.put("a/manifest.json", b'{"id": 1}')
+    assert calls == [("p/a/manifest.json", b'{"id": 1}')] and info.size == 9
