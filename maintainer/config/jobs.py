@@ -48,7 +48,8 @@ class PgBackupJob(JobBase):
     databases: list[str] = Field(min_length=1, description="names from the top-level databases section")
     storage: str = Field(description="a name from the top-level storage section")
     compression_level: int = Field(1, ge=1, le=22, description="zstd level (1 is about 3x faster than 3 on dump data and keeps up with pg_dump)")
-    compression_threads: int = Field(0, ge=0, le=64, description="zstd worker threads; 0 compresses in the reading thread (least memory)")
+    compression_threads: int = Field(0, ge=0, le=64, description="zstd worker threads; 0 compresses in the reading thread (least memory); "
+                                      "with N threads the dump's zstd frames are 2*N MiB instead of 1 MiB")
     globals: bool = Field(True, description="also store pg_dumpall --globals-only once per server")
     exact_row_counts: bool = Field(True, description="count rows exactly; if false, tables above estimate_rows_above use estimates")
     estimate_rows_above: int = Field(10_000_000, ge=0, description="with exact_row_counts false: estimate tables larger than this")

@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-import concurrent.futures
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -124,7 +123,7 @@ class PgBackupJob(Job):
                 if roles is not None:
                     # Let pg_dumpall end (a cancel stops it) so its process or container is
                     # gone before this returns and, from the CLI, the process exits.
-                    concurrent.futures.wait([roles], timeout=GLOBALS_SETTLE)
+                    wait([roles], timeout=GLOBALS_SETTLE)
                 raise
             finally:
                 counts.join()

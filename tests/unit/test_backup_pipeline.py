@@ -13,7 +13,7 @@ import pytest
 import zstandard
 
 from maintainer.backup.manifest import Manifest
-from maintainer.backup.pipeline import IncompleteStream, decompress_frames, store_stream
+from maintainer.backup.pipeline import IncompleteStream, decompress_frames, frame_size, store_stream
 from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError
 from maintainer.jobs.pg_backup import check_dump, suspicious_reasons
@@ -223,3 +223,12 @@ def test_local_clients_prefer_real_binaries_over_debians_perl_wrapper(tmp_path, 
     (bin_dir / "pg_dump").unlink()
     _fake_tool(bin_dir, "pg_dump", "99.2")  # a real binary on PATH is a candidate like any other
     assert local_clients.__wrapped__("pg_dump")[0] == (99, "99.2", str(bin_dir / "pg_dump"))
+
+
+def test_with_zstd_threads_frames_grow_so_every_thread_has_work():
+    data = os.urandom(3 * 1024 * 1024) + b"PGDMP" * 1_000_000  # 8 MB
+    sink = MemoryWriter()
+    store_stream(chunks_of(data, 300_000), sink, level=1, threads=2)
+    stored = sink.getvalue()
+    assert zstandard.frame_content_size(stored) == frame_size(2) == 4 * 1024 * 1024
+    assert b"".join(decompress_frames([stored])) == data
