@@ -228,7 +228,7 @@ class S3Writer(Writer):
         self._free: queue.Queue[bytearray] = queue.Queue()  # buffers the sender is done with
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
-        self._queue: queue.Queue[tuple[int, bytearray, int] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[int, bytearray] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._next_number = 0
@@ -239,11 +239,9 @@ class S3Writer(Writer):
             item = self._queue.get()
             if item is None:
                 return
-            number, data, length = item
+            number, data = item
             try:
                 if self._failure is None:
-                    if length < len(data):  # the last part: its buffer is not reused
-                        del data[length:]
                     resp = self.storage.client.upload_part(Bucket=self.storage.bucket, Key=self.s3_key,
                                                            PartNumber=number, UploadId=self._upload_id, Body=data)
                     self._parts.append({"PartNumber": number, "ETag": resp["ETag"]})
@@ -257,7 +255,7 @@ class S3Writer(Writer):
             exc = self._failure
             raise self.storage.error("cannot write", self.key, exc) if isinstance(exc, Exception) else exc
 
-    def _send_part(self, data: bytearray, length: int) -> None:
+    def _send_part(self, data: bytearray) -> None:
         if self._upload_id is None:
             try:
                 resp = self.storage.client.create_multipart_upload(Bucket=self.storage.bucket, Key=self.s3_key)
@@ -270,7 +268,7 @@ class S3Writer(Writer):
         if self._next_number > MAX_PARTS:
             raise StorageError(f"{self.storage.url}: {self.key} is larger than {MAX_PARTS} parts; raise part_size",
                                hint=f"part_size is {self.part_size} bytes; parts double every {DOUBLE_EVERY}")
-        self._queue.put((self._next_number, data, length))
+        self._queue.put((self._next_number, data))
 
     def _empty_buffer(self) -> bytearray:
         """A buffer for the next part: a new one while fewer than BUFFERS exist, else
@@ -300,12 +298,14 @@ class S3Writer(Writer):
             view = view[n:]
             if self._fill == len(self._part):
                 part, self._part = self._part, None
-                self._send_part(part, len(part))
+                self._send_part(part)
 
-    def _take_rest(self) -> tuple[bytearray, int]:
-        part, length = self._part if self._part is not None else bytearray(), self._fill
+    def _take_rest(self) -> bytearray:
+        """The part being filled, cut to what was written (its buffer is not reused)."""
+        part = self._part if self._part is not None else bytearray()
+        del part[self._fill:]
         self._part, self._fill = None, 0
-        return part, length
+        return part
 
     def _finish_sender(self) -> None:
         if self._thread is not None:
@@ -316,15 +316,14 @@ class S3Writer(Writer):
     def _commit(self) -> ObjectInfo:
         client, bucket = self.storage.client, self.storage.bucket
         if self._upload_id is None:
-            part, length = self._take_rest()
-            del part[length:]
+            part = self._take_rest()
             try:
                 client.put_object(Bucket=bucket, Key=self.s3_key, Body=part)
             except (ClientError, BotoCoreError) as exc:
                 raise self.storage.error("cannot write", self.key, exc) from None
         else:
             if self._fill:
-                self._send_part(*self._take_rest())
+                self._send_part(self._take_rest())
             self._finish_sender()
             self._raise_failure()
             parts = sorted(self._parts, key=lambda p: p["PartNumber"])
