@@ -1,11 +1,11 @@
 """Benchmark: a naive restore against maintainer's restore drill, on the same backup.
 
-    .venv/bin/python bench/restore.py [--scale 550] [--image maintainer-test/postgres:{major}] [--jobs 2]
+    .venv/bin/python bench/restore.py [--scale 740] [--image maintainer-test/postgres:{major}] [--jobs 2]
 
 In one run it
  1. starts a PostgreSQL server and fills it with the Contrivance-like data set
     (examples/contrivance; text, jsonb, bytea, several indexes) at --scale
-    (about 1.9 MB per unit in the database: 550 is about 1 GB);
+    (about 1.36 MB per unit in the database: 740 is about 1 GB);
  2. backs it up with the real pg_backup job into a local directory;
  3. naive: copies the uncompressed dump into a default-config server and times
     ``pg_restore -j1`` there (what most setups do);
@@ -77,7 +77,7 @@ def fill(server: DrillContainer, scale: int) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", type=int, default=550)
+    parser.add_argument("--scale", type=int, default=740)
     parser.add_argument("--image", default="maintainer-test/postgres:{major}")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--memory", default="4g", help="drill memory limit (with tmpfs it holds the data too)")
