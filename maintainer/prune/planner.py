@@ -236,6 +236,10 @@ def plan_prune(state: EngineState, options: DockerPruneJob, now: datetime,
             rule, remove = "in use by a running build", False
         elif not bopt.enabled:
             rule, remove = "build-cache pruning is off", False
+        elif b.shared:
+            # Its data is an image's layer too: the engine keeps it while that image
+            # exists, and removing it would free nothing.
+            rule, remove = "shared with an image", False
         elif age < bopt.older_than:
             rule, remove = f"last used {_ago(age)} ago, younger than {_ago(bopt.older_than)}", False
         else:

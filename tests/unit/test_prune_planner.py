@@ -90,6 +90,13 @@ def test_label_filter_limits_candidates_and_skips_build_cache():
     assert plan.out_of_scope == 2 and plan.build_cache_until is None
 
 
+def test_build_cache_shared_with_an_image_is_kept_whatever_its_age():
+    state = EngineState(build_cache=[BuildCache("layer", 10, ago(days=30), ago(days=10), False, True)])
+    plan = plan_prune(state, options(), NOW)
+    assert plan.removals == [] and plan.build_cache_until is None and plan.reclaimable == 0
+    assert plan.items[0].rule == "shared with an image"
+
+
 def test_old_build_cache_is_pruned_by_age():
     state = EngineState(build_cache=[BuildCache("old", 10, ago(days=30), ago(days=10), False, False),
                                      BuildCache("new", 10, ago(days=30), ago(days=1), False, False)])
@@ -204,7 +211,8 @@ def test_the_plan_never_selects_anything_in_use_or_protected(state, opts, listed
             assert opts.networks.enabled
         else:
             assert opts.build_cache.enabled and not opts.label_filter
-            assert not next(b for b in state.build_cache if b.id == item.id).in_use
+            cache = next(b for b in state.build_cache if b.id == item.id)
+            assert not cache.in_use and not cache.shared
 
     # Every object in scope is in the plan exactly once, with a rule.
     in_scope = ([("container", c.id) for c in state.containers if matches_labels(c.labels, opts.label_filter)]
