@@ -215,29 +215,32 @@ def test_health_turns_from_503_to_200_after_a_backup_and_a_drill_run_inside_the_
 
 def test_sigterm_during_a_scheduled_backup_lists_nothing_incomplete_and_exits_0(
         docker_client, docker_network, source, s3, run_maintainer, tmp_path):
-    # Enough data that the backup is still streaming when the 1 s grace time ends.
+    # About 575 MB of dump: seconds of streaming left when the first part is uploaded,
+    # well past the 1 s grace time.
     with source.connect("contrivance") as conn:
         conn.execute("CREATE TABLE ballast AS SELECT g AS id, md5(g::text) || repeat(md5((g * 7)::text), 6) AS body "
-                     "FROM generate_series(1, 1500000) AS g")
+                     "FROM generate_series(1, 2500000) AS g")
     conf = write_config(tmp_path, source, docker_network, backup_schedule="* * * * *", shutdown_grace="1s")
     container, base = run_maintainer(conf)
     get(f"{base}/health")
 
-    deadline = time.monotonic() + 90  # the next minute boundary, plus start-up
-    while b'"job.started"' not in container.logs():
+    # SIGTERM once the dump is streaming into S3 (its multipart upload exists), not after
+    # a fixed sleep: on a loaded machine the sleep could end after the backup had.
+    s3_client = s3.client()
+    deadline = time.monotonic() + 120  # the next minute boundary, start-up and the first part
+    while not s3_client.list_multipart_uploads(Bucket=BUCKET).get("Uploads"):
         assert time.monotonic() < deadline, container.logs().decode(errors="replace")
-        time.sleep(0.2)
-    time.sleep(0.5)  # into the dump, not a timing assertion
+        time.sleep(0.1)
     container.kill(signal="SIGTERM")
     assert container.wait(timeout=120)["StatusCode"] == 0
 
     logs = [json.loads(line) for line in container.logs().decode().splitlines() if line.startswith("{")]
     events = [e["event"] for e in logs]
-    assert "daemon.aborting_runs" in events, events
+    assert "daemon.aborting_runs" in events, "\n".join(json.dumps(e) for e in logs)
     failed = [e for e in logs if e["event"] == "job.failed"]
     assert failed and "interrupted" in " ".join(failed[0]["errors"])
     assert events[-1] == "daemon.stopped"
 
     assert catalog.list_backups(host_storage(s3), "contrivance") == []
-    uploads = s3.client().list_multipart_uploads(Bucket=BUCKET)
+    uploads = s3_client.list_multipart_uploads(Bucket=BUCKET)
     assert uploads.get("Uploads", []) == []
