@@ -104,12 +104,16 @@ class S3Storage(Storage):
         """Small bytes (manifests, globals, records) go up in one PUT without a part buffer."""
         if isinstance(source, (bytes, bytearray, memoryview)) and len(source) < self.part_size:
             body = bytearray(source)
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=body)
-            except (ClientError, BotoCoreError) as exc:
-                raise self.error("cannot write", key, exc) from None
+            self.put_whole(key, body)
             return ObjectInfo(key, len(body), datetime.now(timezone.utc))
         return super().put(key, source)
+
+    def put_whole(self, key: str, body: bytearray) -> None:
+        """One PUT of the whole object (a bytearray: botocore copies a ``bytes`` body once more)."""
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self.full_key(key), Body=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise self.error("cannot write", key, exc) from None
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -316,11 +320,7 @@ class S3Writer(Writer):
     def _commit(self) -> ObjectInfo:
         client, bucket = self.storage.client, self.storage.bucket
         if self._upload_id is None:
-            part = self._take_rest()
-            try:
-                client.put_object(Bucket=bucket, Key=self.s3_key, Body=part)
-            except (ClientError, BotoCoreError) as exc:
-                raise self.storage.error("cannot write", self.key, exc) from None
+            self.storage.put_whole(self.key, self._take_rest())
         else:
             if self._fill:
                 self._send_part(self._take_rest())
