@@ -60,12 +60,34 @@ def server_version(conn: psycopg.Connection) -> ServerVersion:
     return ServerVersion(text=text, num=int(row[1]))
 
 
-def client_env(spec: DatabaseSpec) -> dict[str, str]:
-    """Environment for pg_dump/pg_dumpall: the password and options, never on argv."""
+def client_env(spec: DatabaseSpec, conn: psycopg.Connection | None = None) -> dict[str, str]:
+    """Environment for pg_dump/pg_dumpall: the password and options, never on argv.
+
+    The password is the one libpq used for ``conn`` (see ``password_used``), so
+    the child tool authenticates exactly as this process did, wherever it runs.
+    """
     env = {"PGSSLMODE": spec.sslmode, "PGCONNECT_TIMEOUT": "10", "PGAPPNAME": "maintainer"}
-    if spec.password is not None:
-        env["PGPASSWORD"] = spec.password.get_secret_value()
+    password = spec.password.get_secret_value() if spec.password is not None else None
+    password = password or (password_used(conn) if conn is not None else None)
+    if password:
+        env["PGPASSWORD"] = password
     return env
+
+
+def password_used(conn: psycopg.Connection) -> str | None:
+    """The password libpq sent for ``conn``, from whichever source it came.
+
+    libpq finds it in the connection string, ``PGPASSWORD``, ``passfile=``,
+    ``PGPASSFILE`` or ``~/.pgpass``, in that order. Child tools (pg_dump,
+    pg_dumpall, pg_restore) run with a cleaned environment, perhaps in a
+    container or in the database container where none of those files exist, so
+    they are handed this one value instead of each source: the same result in
+    every client mode. None when the server asked for no password.
+    """
+    password = conn.info.password
+    if password:
+        redact.register(password)
+    return password or None
 
 
 @dataclass
