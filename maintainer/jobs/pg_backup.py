@@ -33,7 +33,7 @@ from maintainer.errors import DatabaseError, Interrupted, JobError, MaintainerEr
 from maintainer.jobs.base import Event, Job, JobResult, RunContext, utcnow
 from maintainer.postgres import inventory
 from maintainer.postgres.client import Client, choose_client
-from maintainer.postgres.connection import client_env, export_snapshot, server_version
+from maintainer.postgres.connection import client_env, end_sessions, export_snapshot, server_version
 from maintainer.postgres.dump import MemoryWriter, run_into
 from maintainer.storage.base import Storage
 
@@ -105,17 +105,19 @@ class PgBackupJob(Job):
         with export_snapshot(db, name) as snap:
             server = server_version(snap.conn)
             client = choose_client(db, name, server)
+            # Its own application_name, so the sessions of a stopped pg_dump can be ended.
+            env = {**client_env(db, snap.conn), "PGAPPNAME": f"maintainer-{backup_id}"}
             ctx.log.info("backup.started", database=name, backup=backup_id, server=server.text,
                          client=client.description, pg_dump=client.version)
             counts = _Counter(snap.conn, self.spec)
             counts.start()
             # pg_dumpall runs beside the dump rather than after it (it needs no snapshot).
-            roles = self._globals(ctx, client, db, name, dbname, globals_cache) if self.spec.globals else None
+            roles = self._globals(ctx, client, db, name, dbname, env, globals_cache) if self.spec.globals else None
             try:
                 dump_key = layout.object_key(name, backup_id, layout.DUMP)
                 args = ["--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", *client.connection_args(dbname)]
                 with storage.open_writer(dump_key) as writer:
-                    dumped = run_into(client, "pg_dump", args, client_env(db), writer, level=self.spec.compression_level,
+                    dumped = run_into(client, "pg_dump", args, env, writer, level=self.spec.compression_level,
                                       cancel=ctx.cancel, what=f"dump of {name}", threads=self.spec.compression_threads)
                     check_dump(name, dumped)
             except BaseException:
@@ -124,6 +126,8 @@ class PgBackupJob(Job):
                     # Let pg_dumpall end (a cancel stops it) so its process or container is
                     # gone before this returns and, from the CLI, the process exits.
                     wait([roles], timeout=GLOBALS_SETTLE)
+                if ended := end_sessions(db, name, env["PGAPPNAME"]):
+                    ctx.log.info("backup.sessions_ended", database=name, sessions=ended)
                 raise
             finally:
                 counts.join()
@@ -171,7 +175,7 @@ class PgBackupJob(Job):
         return manifest, plan
 
     def _globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str,
-                 cache: dict[tuple[str, int], Future]) -> Future:
+                 env: dict[str, str], cache: dict[tuple[str, int], Future]) -> Future:
         """pg_dumpall --globals-only, started in the background once per server per run.
 
         The result (or the error, which every database of that server then
@@ -183,7 +187,7 @@ class PgBackupJob(Job):
 
             def work() -> None:
                 try:
-                    future.set_result(self._dump_globals(ctx, client, db, name, dbname))
+                    future.set_result(self._dump_globals(ctx, client, db, name, dbname, env))
                 except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
                     future.set_exception(exc)
 
@@ -191,7 +195,8 @@ class PgBackupJob(Job):
             cache[server_key] = future
         return cache[server_key]
 
-    def _dump_globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str) -> Globals:
+    def _dump_globals(self, ctx: RunContext, client: Client, db: DatabaseSpec, name: str, dbname: str,
+                      env: dict[str, str]) -> Globals:
         host, port = client.target()
         base = ["--globals-only", "--host", host, "--port", str(port), "--username", db.user, "--no-password",
                 "--database", dbname]
@@ -199,7 +204,7 @@ class PgBackupJob(Job):
         for attempt, extra in enumerate(([], ["--no-role-passwords"])):
             sink = MemoryWriter()
             try:
-                res = run_into(client, "pg_dumpall", base + extra, client_env(db), sink, level=self.spec.compression_level,
+                res = run_into(client, "pg_dumpall", base + extra, env, sink, level=self.spec.compression_level,
                                cancel=ctx.cancel, what=f"globals of {name}'s server", hash_raw=True)
                 break
             except DatabaseError as exc:

@@ -11,6 +11,7 @@ is maintainer.restore.pg_restore's business.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import Client
+from maintainer.postgres.connection import password_used
 from maintainer.restore.globals import apply_globals
 from maintainer.restore.pg_restore import Progress, apply_database_statements, database_statements, run_pg_restore
 from maintainer.restore.plan import RestorePlan, Target
@@ -42,7 +44,7 @@ class RestoreSummary:
     backup_id: str
     verified: bool
     backup_age_seconds: float
-    restored_into: str
+    restore_into: str
     live_database: str
     replaced_name: str | None
     target: str
@@ -56,7 +58,7 @@ class RestoreSummary:
 
     def to_dict(self) -> dict:
         return {"database": self.database, "backup": self.backup_id, "verified": self.verified,
-                "backup_age_seconds": round(self.backup_age_seconds), "restored_into": self.restored_into,
+                "backup_age_seconds": round(self.backup_age_seconds), "restore_into": self.restore_into,
                 "live_database": self.live_database, "replaced_name": self.replaced_name, "target": self.target,
                 "duration": round(self.duration, 3), "bytes_restored": self.bytes_restored,
                 "row_counts": self.row_check.model_dump() if self.row_check else None,
@@ -119,12 +121,16 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
     m = plan.backup.manifest
     target = plan.target
     summary = RestoreSummary(database=plan.database, backup_id=m.id, verified=plan.backup.verified,
-                             backup_age_seconds=plan.backup_age_seconds, restored_into=plan.restore_into,
+                             backup_age_seconds=plan.backup_age_seconds, restore_into=plan.restore_into,
                              live_database=target.dbname, replaced_name=plan.replaced_name, target=target.display)
     dump = m.object("dump")
     if dump is None:
         raise JobError(f"backup {m.database}/{m.id} has no dump object in its manifest")
     with connect(target, "postgres") as admin:
+        if target.password is None and (used := password_used(admin)) is not None:
+            # PGPASSWORD, a passfile or ~/.pgpass: hand pg_restore the password libpq found.
+            target = dataclasses.replace(target, password=used)
+            plan = dataclasses.replace(plan, target=target)
         if database_exists(admin, plan.restore_into):
             raise JobError(f"database {plan.restore_into} already exists on {target.display}")
         if plan.replace:
@@ -191,7 +197,7 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
                                   f"{plan.restore_into} to {target.dbname}")
     progress.done()
     summary.duration = time.monotonic() - started
-    log.info("restore.finished", database=plan.database, backup=m.id, restored_into=plan.restore_into,
+    log.info("restore.finished", database=plan.database, backup=m.id, restore_into=plan.restore_into,
              replaced=plan.replace, duration=round(summary.duration, 3))
     return summary
 
