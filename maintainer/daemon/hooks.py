@@ -27,11 +27,12 @@ class RunHooks:
         self.notifier = notifier
 
     @classmethod
-    def for_config(cls, config: "Config", job_name: str) -> "RunHooks":
+    def for_config(cls, config: "Config", job_name: str, job_spec: Any = None) -> "RunHooks":
         from maintainer.history import history_for
         from maintainer.notify import notifier_for
 
-        return cls(config, config.jobs.get(job_name), history_for(config), notifier_for(config.notify))
+        spec = job_spec if job_spec is not None else config.jobs.get(job_name)
+        return cls(config, spec, history_for(config), notifier_for(config.notify))
 
     def started(self, job: str, type_: str, run_id: str, started: datetime) -> None:
         if self.history is not None:

@@ -69,48 +69,30 @@ class Daemon:
     # ------------------------------------------------------------ runs
 
     def _run_scheduled(self, name: str) -> None:
-        """Called by the scheduler's worker pool. Never raises."""
-        from maintainer.jobs.base import JobResult, new_run_id, utcnow
+        """Called by the scheduler's worker pool. Never raises.
+
+        The runner enforces the job's timeout and records every outcome, a crash
+        included; the daemon only keeps the cancel flag so a shutdown can stop the run.
+        """
+        from maintainer.jobs.base import new_run_id
         from maintainer.runner import run_job
 
         if self._stop.is_set():
             log.info("daemon.run_skipped", job=name, reason="shutting down")
             return
-        config = self.config
         run_id = new_run_id()
         cancel = threading.Event()
-        timer = None
-        spec = config.jobs.get(name)
-        if spec is not None and spec.timeout:
-            timer = threading.Timer(spec.timeout.total_seconds(), self._timed_out, args=(name, run_id, cancel))
-            timer.daemon = True
-            timer.start()
         with self._lock:
             self._running[run_id] = (name, cancel)
         try:
-            run_job(config, name, run_id=run_id, cancel=cancel)
-        except BaseException as exc:  # noqa: BLE001 - the scheduler must survive anything
+            run_job(self.config, name, run_id=run_id, cancel=cancel)
+        except BaseException as exc:  # noqa: BLE001 - e.g. a job removed by a reload; the scheduler must survive
             log.error("daemon.run_crashed", job=name, run_id=run_id, error=f"{type(exc).__name__}: {exc}")
-            try:
-                from maintainer.daemon.hooks import RunHooks
-
-                result = JobResult(job=name, type=getattr(spec, "type", "unknown"), run_id=run_id, started=utcnow())
-                result.fail(f"internal error running job {name}: {type(exc).__name__}: {exc}")
-                result.finished = utcnow()
-                RunHooks.for_config(config, name).finished(result)
-            except Exception:  # noqa: BLE001
-                pass
         finally:
-            if timer is not None:
-                timer.cancel()
             with self._lock:
                 self._running.pop(run_id, None)
                 self._idle.notify_all()
             self.cache.invalidate()
-
-    def _timed_out(self, name: str, run_id: str, cancel: threading.Event) -> None:
-        log.error("daemon.run_timeout", job=name, run_id=run_id)
-        cancel.set()
 
     def running(self) -> list[str]:
         with self._lock:
