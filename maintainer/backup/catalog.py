@@ -135,43 +135,54 @@ def write_manifest(storage: Storage, manifest: Manifest) -> str:
 
 
 def find_backup(storage: Storage, database: str, *, backup_id: str | None = None,
-                before: datetime | None = None, prefer_verified: bool = True,
-                allow_unverified: bool = True) -> tuple[BackupEntry, str]:
+                before: datetime | None = None, verified_only: bool = False) -> tuple[BackupEntry, str]:
     """Pick one complete backup and say why it was chosen.
 
     By id when given; otherwise the newest (older than ``before`` if given),
-    preferring a verified one when ``prefer_verified``. With
-    ``allow_unverified`` false, only verified backups qualify.
-    Raises BackupNotFound with what exists.
+    or with ``verified_only`` the newest that a restore drill passed. The
+    reason says whether a drill verified the choice. Raises BackupNotFound
+    with what exists.
     """
     entries = list_backups(storage, database)
     if backup_id:
         for entry in entries:
             if entry.id == backup_id:
-                return entry, f"backup {backup_id} as requested"
+                return entry, f"backup {backup_id} as requested, {_verified_note(entry)}"
         raise BackupNotFound(f"no complete backup {database}/{backup_id} in {storage.url}",
                              hint=f"list them with: maintainer backups --database {database}")
     if before is not None:
         before = before if before.tzinfo else before.replace(tzinfo=timezone.utc)
         entries = [e for e in entries if e.created < before]
+    when = f" older than {before.isoformat()}" if before else ""
     if not entries:
-        when = f" older than {before.isoformat()}" if before else ""
         raise BackupNotFound(f"no complete backup of {database}{when} in {storage.url}")
+    if not verified_only:
+        return entries[0], f"newest backup{when}, {_verified_note(entries[0])}"
     verified = [e for e in entries if e.verified]
-    if verified and (prefer_verified or not allow_unverified):
-        chosen = verified[0]
-        newer = entries.index(chosen)
-        note = "newest verified backup" + (f" ({newer} newer unverified backup(s) skipped; --any allows them)" if newer else "")
-        return chosen, note
-    if not allow_unverified:
-        raise BackupNotFound(f"no verified backup of {database} in {storage.url} (newest unverified: {entries[0].id})",
-                             hint="pass --any to restore an unverified backup")
-    return entries[0], "newest backup (not verified by a restore drill)"
+    if not verified:
+        raise BackupNotFound(f"no backup of {database}{when} in {storage.url} has been verified by a restore drill "
+                             f"(newest: {entries[0].id})", hint="restore the newest one without --verified")
+    chosen = verified[0]
+    newer = entries.index(chosen)
+    note = f"newest backup{when} verified by a restore drill"
+    return chosen, note + (f" ({newer} newer unverified backup(s) skipped)" if newer else "")
+
+
+def newest_verified(storage: Storage, database: str, *, other_than: str | None = None) -> BackupEntry | None:
+    """The newest drill-verified backup (not ``other_than``): what to try next when a restore fails."""
+    return next((e for e in list_backups(storage, database) if e.verified and e.id != other_than), None)
+
+
+def _verified_note(entry: BackupEntry) -> str:
+    if not entry.verified:
+        return "not verified by a restore drill (its SHA-256 and row counts are still checked)"
+    record = max((v for v in entry.verifications if v.passed), key=lambda v: v.finished)
+    return f"verified by a restore drill on {record.finished.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 def dumps(data: dict) -> bytes:
     return json.dumps(data, indent=2, default=str).encode()
 
 
-__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "find_backup", "list_backups", "list_databases",
+__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "find_backup", "newest_verified", "list_backups", "list_databases",
            "read_manifest", "write_manifest", "write_verification"]

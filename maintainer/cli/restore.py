@@ -15,19 +15,19 @@ import click
 
 from maintainer.cli.main import App, pass_app
 from maintainer.cli.output import echo, human_duration, human_size, print_json
-from maintainer.errors import ConfigError, UsageError
+from maintainer.errors import ConfigError, Interrupted, JobError, MaintainerError, UsageError
 from maintainer.logs import get_logger
 
 log = get_logger("restore")
 
 
 @click.command()
-@click.option("--latest", is_flag=True, help="The newest backup (the default).")
+@click.option("--latest", is_flag=True, help="The newest complete backup (the default), verified or not.")
+@click.option("--verified", "verified_only", is_flag=True, help="The newest backup a restore drill passed.")
 @click.option("--backup", "backup_id", metavar="ID", help="This backup id (see `maintainer backups`).")
 @click.option("--before", metavar="TIMESTAMP", help="The newest backup older than this (ISO 8601, UTC if no zone).")
 @click.option("--database", "-d", metavar="NAME", help="Database entry from the config [default: the only one].")
 @click.option("--storage", "storage_name", metavar="NAME", help="Storage to restore from [default: its pg_backup job's].")
-@click.option("--any", "allow_any", is_flag=True, help="Allow backups no restore drill has verified.")
 @click.option("--replace", is_flag=True, help="Replace the live database (the old one is kept, renamed).")
 @click.option("--yes", is_flag=True, help="Confirm --replace without asking.")
 @click.option("--terminate-connections", is_flag=True, help="With --replace: end other sessions of the live database.")
@@ -39,17 +39,19 @@ log = get_logger("restore")
 @click.option("--dry-run", is_flag=True, help="Print the plan; touch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or summary as JSON.")
 @pass_app
-def restore(app: App, latest: bool, backup_id: str | None, before: str | None, database: str | None,
-            storage_name: str | None, allow_any: bool, replace: bool, yes: bool, terminate_connections: bool,
+def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, before: str | None, database: str | None,
+            storage_name: str | None, replace: bool, yes: bool, terminate_connections: bool,
             no_safety_backup: bool, target_dsn: str | None, parallel_jobs: int, temp_dir: str | None,
             dry_run: bool, as_json: bool) -> None:
     """Restore a backup: into a new database by default, or over the live one with --replace.
 
-    Prefers backups verified by a restore drill and says when it chose an
-    unverified one. Without --replace nothing existing is changed: the backup
-    goes into <name>_restored_<timestamp> and the command prints how to switch.
+    Restores the newest complete backup unless told otherwise, and says whether
+    a restore drill verified it; its SHA-256 is checked while it is read and its
+    row counts after it is restored, so a broken backup cannot pass silently.
+    Without --replace nothing existing is changed: the backup goes into
+    <name>_restored_<timestamp> and the command prints how to switch.
     """
-    from maintainer.backup.catalog import find_backup
+    from maintainer.backup.catalog import find_backup, newest_verified
     from maintainer.restore.incident import apply_restore, target_from_dsn, target_from_spec
     from maintainer.restore.pg_restore import choose_client, describe_client
     from maintainer.restore.plan import plan_restore
@@ -58,6 +60,8 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
 
     if sum(bool(x) for x in (latest, backup_id, before)) > 1:
         raise UsageError("choose one of --latest, --backup ID and --before TIMESTAMP")
+    if verified_only and backup_id:
+        raise UsageError("--verified chooses a backup; it cannot be combined with --backup ID")
     if (terminate_connections or no_safety_backup) and not replace:
         raise UsageError("--terminate-connections and --no-safety-backup only apply with --replace")
     config = app.config()
@@ -65,11 +69,7 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
     storage_name = _storage(config, database, storage_name)
     storage = open_storage(config.storage[storage_name], name=storage_name)
     when = _parse_time(before) if before else None
-    entry, why = find_backup(storage, database, backup_id=backup_id, before=when, prefer_verified=True,
-                             allow_unverified=allow_any)
-    if not entry.verified and not allow_any:
-        raise UsageError(f"backup {database}/{entry.id} has not been verified by a restore drill",
-                         hint="pass --any to restore it anyway")
+    entry, why = find_backup(storage, database, backup_id=backup_id, before=when, verified_only=verified_only)
     spec = config.databases[database]
     target = target_from_dsn(target_dsn, spec.dbname or database) if target_dsn else target_from_spec(spec, database)
     # pg_restore as new as the backup's server: local, or a container/exec client per the database's client: config
@@ -89,16 +89,38 @@ def restore(app: App, latest: bool, backup_id: str | None, before: str | None, d
     if replace and not yes:
         _confirm(target.dbname, target.display)
 
-    safety = (lambda: _safety_backup(config, database, storage_name)) if plan.safety_backup else None
     with cancel_on_signals() as cancel, _progress_for(as_json) as progress:
-        summary = apply_restore(plan, storage, client=client, progress=progress, safety_backup=safety,
-                                temp_dir=temp_dir, cancel=cancel)
+        safety = (lambda: _safety_backup(config, database, storage_name, cancel)) if plan.safety_backup else None
+        try:
+            summary = apply_restore(plan, storage, client=client, progress=progress, safety_backup=safety,
+                                    temp_dir=temp_dir, cancel=cancel)
+        except MaintainerError as exc:
+            raise _with_next_try(exc, storage, entry) from None
     if as_json:
         print_json(summary.to_dict())
     else:
         _print_summary(summary, plan)
     if summary.row_check is not None and not summary.row_check.passed:
+        if (other := newest_verified(storage, database, other_than=entry.id)) is not None:
+            echo(f"  the newest backup a restore drill verified is {other.id}: "
+                 f"maintainer restore --backup {other.id} --database {database}", err=True)
         sys.exit(1)
+
+
+def _with_next_try(exc, storage, entry):
+    """The failure of a restore, with the newest drill-verified backup to try next."""
+    from maintainer.backup.catalog import newest_verified
+
+    if isinstance(exc, (Interrupted, UsageError, ConfigError)):
+        return exc
+    try:
+        other = newest_verified(storage, entry.database, other_than=entry.id)
+    except MaintainerError:
+        other = None
+    if other is not None:
+        exc.hint = "; ".join(filter(None, [exc.hint, f"the newest backup a restore drill verified is {other.id}: "
+                                                      f"maintainer restore --backup {other.id} --database {entry.database}"]))
+    return exc
 
 
 def _database(config, name: str | None) -> str:
@@ -143,10 +165,11 @@ def _confirm(dbname: str, where: str) -> None:
         raise UsageError("not confirmed; nothing was changed")
 
 
-def _safety_backup(config, database: str, storage_name: str) -> str:
-    """Back up the current database through the pg_backup job's own code, into the same storage."""
-    from maintainer.jobs import JOB_TYPES
-    from maintainer.jobs.base import RunContext, new_run_id
+def _safety_backup(config, database: str, storage_name: str, cancel) -> str:
+    """Back up the current database through the runner (history, alerts, the job's
+    timeout), with the pg_backup job's own code, into the same storage. JobError
+    (exit 1) when it fails: the live database is then left as it is."""
+    from maintainer.runner import run_job
 
     job_name, spec = next(((n, j) for n, j in config.jobs.items()
                            if j.type == "pg_backup" and database in j.databases and j.storage == storage_name),
@@ -157,13 +180,11 @@ def _safety_backup(config, database: str, storage_name: str) -> str:
     # Only this database, and no retention: an incident is no time to delete backups.
     spec = spec.model_copy(update={"databases": [database],
                                    "retention": spec.retention.model_copy(update={"keep_last": 10**9})})
-    run_id = new_run_id()
-    job = JOB_TYPES["pg_backup"](f"{job_name}-safety", spec, config)
-    result = job.run(RunContext(config, f"{job_name}-safety", run_id))
+    result = run_job(config, f"{job_name}-safety", spec=spec, cancel=cancel)
     if not result.ok:
-        raise ConfigError(f"safety backup of {database} failed: {'; '.join(result.errors)}",
-                          hint="fix it, or pass --no-safety-backup to replace without one")
-    return ", ".join(result.summary) or run_id
+        raise JobError(f"safety backup of {database} failed, so {database} was not replaced: {'; '.join(result.errors)}",
+                       hint="fix it, or pass --no-safety-backup to replace without one")
+    return ", ".join(result.summary) or result.run_id
 
 
 def _print_plan(plan, *, dry_run: bool) -> None:
@@ -196,10 +217,10 @@ def _print_summary(summary, plan) -> None:
              f"{summary.replaced_name}")
         echo(f"  drop it when you no longer need it: DROP DATABASE \"{summary.replaced_name}\";")
     else:
-        echo(f"  restored into {summary.restored_into} on {summary.target}; {summary.live_database} is untouched.")
+        echo(f"  restored into {summary.restore_into} on {summary.target}; {summary.live_database} is untouched.")
         echo("  To switch over, stop the application, then:")
         echo(f"    ALTER DATABASE \"{summary.live_database}\" RENAME TO \"{summary.live_database}_old\";")
-        echo(f"    ALTER DATABASE \"{summary.restored_into}\" RENAME TO \"{summary.live_database}\";")
+        echo(f"    ALTER DATABASE \"{summary.restore_into}\" RENAME TO \"{summary.live_database}\";")
         echo(f"  or run: maintainer restore --backup {summary.backup_id} --database {summary.database} --replace")
 
 

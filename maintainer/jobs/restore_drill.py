@@ -38,7 +38,7 @@ class RestoreDrillJob(Job):
         chosen = {}
         for db in spec.databases:
             try:
-                entry, _why = find_backup(storage, db, backup_id=backup_id, prefer_verified=False)
+                entry, _why = find_backup(storage, db, backup_id=backup_id)
             except BackupNotFound as exc:
                 result.fail(f"{db}: {exc.message}")
                 continue

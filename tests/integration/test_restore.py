@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime, timezone
@@ -37,7 +38,10 @@ def mark_verified(storage, manifest) -> None:
 
 
 def prepared(s3_server, s3_bucket, tmp_path, server, *, verified=True, backup_job=True):
-    data = config_data(s3_server, s3_bucket, tmp_path, server, backup_job=backup_job)
+    # A config needs a job; without the backup job, a drill of the same storage.
+    jobs = None if backup_job else {"drill": {"type": "restore_drill", "schedule": "30 5 * * *",
+                                              "databases": ["contrivance"], "storage": "s3"}}
+    data = config_data(s3_server, s3_bucket, tmp_path, server, backup_job=backup_job, jobs=jobs)
     config = s3_config(s3_server, s3_bucket, tmp_path, server)
     storage = storage_of(config)
     manifest = make_backup(config)
@@ -97,27 +101,54 @@ def test_restore_round_trips_into_a_new_database_with_owners_and_grants(s3_serve
     assert ownership_and_grants(source, new) == ({"contrivance_app"}, True, "contrivance_app")
 
 
-def test_unverified_backups_need_any_and_verified_ones_are_preferred(s3_server, s3_bucket, tmp_path, source):
+def test_latest_is_the_newest_backup_and_verified_the_newest_one_a_drill_passed(s3_server, s3_bucket, tmp_path,
+                                                                                 source):
     config_file, storage, old = prepared(s3_server, s3_bucket, tmp_path, source, verified=False)
 
-    refused = run_cli(config_file, "restore", "--dry-run")
-    assert refused.returncode != 0 and "Traceback" not in refused.stderr
-    assert refused.stderr.startswith("Error: ") and "--any" in refused.stderr
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json").stdout)
+    assert plan["backup"] == old.id and plan["verified"] is False
+    assert "not verified by a restore drill" in plan["why"]
+    refused = run_cli(config_file, "restore", "--dry-run", "--verified")
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: ") and "Traceback" not in refused.stderr
+    assert "has been verified by a restore drill" in refused.stderr and old.id in refused.stderr
 
     mark_verified(storage, old)
     time.sleep(1.1)  # backup ids have one-second resolution
     newer = make_backup(s3_config(s3_server, s3_bucket, tmp_path, source))
-    plan = document(run_cli(config_file, "restore", "--dry-run", "--json").stdout)
-    assert plan["backup"] == old.id and "1 newer unverified" in plan["why"]
-    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any").stdout)
-    assert plan["backup"] == old.id  # --any allows, but still prefers the verified one
-    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any", "--backup", newer.id).stdout)
-    assert plan["backup"] == newer.id and plan["verified"] is False
+    for flags in ((), ("--latest",)):
+        plan = document(run_cli(config_file, "restore", "--dry-run", "--json", *flags).stdout)
+        assert plan["backup"] == newer.id and plan["verified"] is False
+    out = run_cli(config_file, "restore", "--dry-run")
+    assert f"contrivance/{newer.id} (newest backup, not verified by a restore drill" in out.stdout
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--verified").stdout)
+    assert plan["backup"] == old.id and plan["verified"] is True and "1 newer unverified" in plan["why"]
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--backup", old.id).stdout)
+    assert plan["backup"] == old.id and "verified by a restore drill on" in plan["why"]
     before_newer = (datetime.strptime(newer.id, "%Y%m%dT%H%M%SZ")).isoformat() + "Z"
-    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--any", "--before", before_newer).stdout)
+    plan = document(run_cli(config_file, "restore", "--dry-run", "--json", "--before", before_newer).stdout)
     assert plan["backup"] == old.id
     none = run_cli(config_file, "restore", "--dry-run", "--before", "2000-01-01T00:00:00Z")
     assert none.returncode == 1 and "no complete backup of contrivance older than 2000-01-01" in none.stderr
+    gone = run_cli(config_file, "restore", "--dry-run", "--any")
+    assert gone.returncode == 2 and "--any" in gone.stderr and "Traceback" not in gone.stderr
+
+
+def test_a_failed_restore_of_the_newest_backup_names_the_newest_verified_one(s3_server, s3_bucket, tmp_path, source):
+    config_file, storage, verified = prepared(s3_server, s3_bucket, tmp_path, source)
+    time.sleep(1.1)
+    newest = make_backup(s3_config(s3_server, s3_bucket, tmp_path, source))
+    key = newest.object("dump").key
+    data = bytearray(storage.get_bytes(key))
+    data[len(data) // 2] ^= 0x01  # the stored dump rotted after it was written
+    storage.put(key, bytes(data))
+    before = databases(source)
+
+    out = run_cli(config_file, "restore", "--latest")
+
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "SHA-256 mismatch" in out.stderr and newest.id in out.stdout
+    assert f"maintainer restore --backup {verified.id} --database contrivance" in out.stderr
+    assert databases(source) == before  # nothing half-restored is left
 
 
 def test_replace_needs_yes_refuses_other_sessions_and_keeps_the_old_database(s3_server, s3_bucket, tmp_path,
@@ -165,7 +196,7 @@ def test_restore_across_servers_recreates_roles_owners_and_grants(s3_server, s3_
     assert out.returncode == 0, out.stderr
     summary = document(out.stdout)
     assert summary["row_counts"]["passed"] and summary["target"].endswith(f":{other.port}")
-    new = summary["restored_into"]
+    new = summary["restore_into"]
     assert counts(other, new)["app.builds"] == manifest.row_counts["app.builds"].rows
     assert ownership_and_grants(other, new) == ({"contrivance_app"}, True, "contrivance_app")
     with other.connect() as conn:
@@ -195,3 +226,42 @@ def test_replace_takes_a_safety_backup_of_the_current_database_first(s3_server, 
 def counts_of(server, dbname, table) -> int:
     with server.connect(dbname) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_a_failed_safety_backup_is_a_recorded_failed_run_and_replaces_nothing(s3_server, s3_bucket, tmp_path,
+                                                                              postgres_factory):
+    """The safety backup goes through the runner: its timeout, its history row; exit 1, not 2."""
+    source = postgres_factory(command=["-c", "max_prepared_transactions=2"])
+    load_contrivance(source)
+    data = config_data(s3_server, s3_bucket, tmp_path, source)
+    config = s3_config(s3_server, s3_bucket, tmp_path, source)
+    manifest = make_backup(config)
+    data["jobs"]["backup"]["timeout"] = "3s"
+    config_file = write_config(tmp_path, data)
+    with hold_lock(source, "contrivance", "app.builds"):  # pg_dump waits for it forever
+        out = run_cli(config_file, "restore", "--backup", manifest.id, "--replace", "--yes", timeout=120)
+
+    assert out.returncode == 1, out.stderr
+    assert "safety backup of contrivance failed" in out.stderr and "timed out after 3 s" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not [d for d in databases(source) if "_restored_" in d or "_replaced_" in d]
+    from maintainer.history import History
+
+    [run] = History.open(tmp_path / "state").runs("backup-safety")
+    assert run.status == "failed" and "timed out" in run.error_summary
+    assert [b.id for b in catalog.list_backups(storage_of(config), "contrivance")] == [manifest.id]
+
+
+@contextlib.contextmanager
+def hold_lock(server, dbname: str, table: str):
+    """An ACCESS EXCLUSIVE lock held by a prepared transaction: no session is connected
+    (so --replace's session check passes) and pg_dump, which needs a share lock, waits."""
+    with server.connect(dbname) as conn:
+        conn.execute("BEGIN")
+        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        conn.execute("PREPARE TRANSACTION 'maintainer_test_hold'")
+    try:
+        yield
+    finally:
+        with server.connect(dbname) as conn:
+            conn.execute("ROLLBACK PREPARED 'maintainer_test_hold'")

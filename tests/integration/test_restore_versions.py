@@ -82,14 +82,14 @@ def test_a_newer_backup_is_restored_by_pg_restore_in_a_throwaway_container_on_th
     manifest = backed_up(tmp_path, data)
     config_file = write_config(tmp_path, data)
 
-    plan = document(run_cli(config_file, "restore", "--latest", "--any", "--dry-run", "--json").stdout)
+    plan = document(run_cli(config_file, "restore", "--latest", "--dry-run", "--json").stdout)
     assert "pg_restore 17." in plan["client"] and "maintainer-test/postgres:17" in plan["client"]
-    out = run_cli(config_file, "restore", "--latest", "--any", "--json")
+    out = run_cli(config_file, "restore", "--latest", "--json")
 
     assert out.returncode == 0, out.stderr
     summary = document(out.stdout)
     assert summary["row_counts"]["passed"], summary["row_counts"]
-    new = summary["restored_into"]
+    new = summary["restore_into"]
     assert new.startswith("contrivance_restored_")
     restored = counts(pg17_on_network, new)
     assert restored == {t: manifest.row_counts[t].rows for t in restored}
@@ -104,11 +104,11 @@ def test_a_newer_backup_is_restored_by_docker_exec_in_the_database_container(
     data = config_data(tmp_path, server, {"mode": "exec", "container": server.container.name})
     manifest = backed_up(tmp_path, data)
 
-    out = run_cli(write_config(tmp_path, data), "restore", "--latest", "--any", "--json", "--jobs", "3")
+    out = run_cli(write_config(tmp_path, data), "restore", "--latest", "--json", "--jobs", "3")
 
     assert out.returncode == 0, out.stderr
     summary = document(out.stdout)
-    restored = counts(server, summary["restored_into"])
+    restored = counts(server, summary["restore_into"])
     assert restored == {t: manifest.row_counts[t].rows for t in restored}
     left = server.container.exec_run(["sh", "-c", "ls -d /tmp/maintainer-restore-* 2>/dev/null || true"])
     assert left.output.decode().strip() == ""  # the copied dump was deleted
@@ -121,7 +121,7 @@ def test_local_mode_refuses_a_newer_backup_in_one_line_naming_both_versions(
     data["databases"]["contrivance"]["client"] = {"mode": "local"}
     before = databases(pg17_on_network)
 
-    out = run_cli(write_config(tmp_path, data), "restore", "--latest", "--any")
+    out = run_cli(write_config(tmp_path, data), "restore", "--latest")
 
     assert out.returncode != 0 and "Traceback" not in out.stderr
     [error] = [line for line in out.stderr.splitlines() if line.startswith("Error: ")]
