@@ -74,6 +74,24 @@ def client_env(spec: DatabaseSpec, conn: psycopg.Connection | None = None) -> di
     return env
 
 
+def end_sessions(spec: DatabaseSpec, name: str, application_name: str) -> int:
+    """Terminate the server sessions of a client tool that was stopped (by its
+    application_name); how many. Best effort: 0 when that is not possible.
+
+    A pg_dump killed while it waits for a lock leaves its backend queued for the
+    lock on the server, where it would block every later conflicting lock
+    (a migration's ALTER TABLE, say) until it gets its turn.
+    """
+    try:
+        with psycopg.connect(spec.conninfo(name), autocommit=True) as conn:
+            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = %s AND pid <> pg_backend_pid()",
+                                (application_name,)).fetchall()
+        return sum(1 for (ok,) in rows if ok)
+    except psycopg.Error:
+        return 0
+
+
 def password_used(conn: psycopg.Connection) -> str | None:
     """The password libpq sent for ``conn``, from whichever source it came.
 
