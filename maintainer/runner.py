@@ -18,6 +18,7 @@ from maintainer.errors import ConfigError, Interrupted, MaintainerError
 from maintainer.jobs import JOB_TYPES
 from maintainer.jobs.base import JobResult, RunContext, new_run_id, utcnow
 from maintainer.logs import get_logger, run_context
+from maintainer.runhooks import RunHooks
 
 if TYPE_CHECKING:
     from maintainer.config.models import Config
@@ -76,8 +77,6 @@ def run_job(config: "Config", name: str, *, dry_run: bool = False, run_id: str |
     cancel = cancel if cancel is not None else threading.Event()
     ctx = RunContext(config, name, run_id, dry_run=dry_run, cancel=cancel)
     # Run history and notifications for every real run (never for a dry run).
-    from maintainer.daemon.hooks import RunHooks
-
     hooks = None if dry_run else RunHooks.for_config(config, name, job.spec)
     timeout = getattr(job.spec, "timeout", None)
     with run_context(name, run_id):
