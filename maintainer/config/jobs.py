@@ -13,11 +13,13 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from maintainer.config.types import ByteSize, Cron, Duration
+from maintainer.config.types import ByteSize, Cron, Duration, ImageTemplate, MaybeEmpty, Name
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys, empty strings and infinite or NaN numbers are mistakes in every
+    # section; a field that may be empty says so with MaybeEmpty.
+    model_config = ConfigDict(extra="forbid", str_min_length=1, allow_inf_nan=False)
 
 
 class Retention(Strict):
@@ -132,7 +134,7 @@ class ConfigSnapshotJob(JobBase):
     storage: str = Field(description="a name from the top-level storage section")
     paths: list[str] = Field(default_factory=list, description="files and directories to archive")
     exclude: list[str] = Field(default_factory=list, description="glob patterns of paths never archived")
-    compose_project: str | None = Field(None, description="compose project (com.docker.compose.project label) whose containers are described")
+    compose_project: Name | None = Field(None, description="compose project (com.docker.compose.project label) whose containers are described")
     secret_patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_SECRET_PATTERNS),
                                        description="environment names containing any of these are masked")
     retention: Retention = Field(default_factory=Retention)
@@ -145,9 +147,9 @@ class RestoreDrillJob(JobBase):
     databases: list[str] = Field(min_length=1, description="names from the top-level databases section")
     storage: str = Field(description="where the backups are (a name from the storage section)")
     backup: str = Field("latest", description="'latest' or a backup id")
-    image: str = Field("postgres:{major}", description="image template; {major} is the backup's server major version")
-    memory: ByteSize = Field(1024**3, description="memory limit of the drill container")
-    cpus: float = Field(1.0, gt=0, description="CPU limit of the drill container")
+    image: ImageTemplate = Field("postgres:{major}", description="image template; {major} is the backup's server major version")
+    memory: ByteSize = Field(1024**3, ge=6 * 1024**2, description="memory limit of the drill container (Docker's minimum is 6m)")
+    cpus: float = Field(1.0, gt=0, le=1024, description="CPU limit of the drill container")
     parallel_jobs: int = Field(2, ge=1, description="pg_restore --jobs")
     checks_dir: str = Field("restore/checks", description="directory of <database>.sql check files")
     extra_checks: list[str] = Field(default_factory=list, description="more check files run against every database")
@@ -158,7 +160,7 @@ class RestoreDrillJob(JobBase):
         "keep the drill's data directory in memory (counts against memory): true, false, or auto "
         "(when the backup's estimated size fits in the memory limit)"))
     maintenance_work_mem: str = Field("512MB", pattern=r"^\d+(kB|MB|GB)$", description="for index builds during the restore")
-    labels: dict[str, str] = Field(default_factory=dict, description="extra labels on the drill container")
+    labels: dict[str, MaybeEmpty] = Field(default_factory=dict, description="extra labels on the drill container")
 
 
 JobSpec = Annotated[

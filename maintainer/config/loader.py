@@ -16,11 +16,11 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from maintainer import redact
 from maintainer.config.jobs import JOB_MODELS
 from maintainer.config.models import Config
-from maintainer.config.yamlsource import LineMap, format_path, load_yaml, parse_yaml
+from maintainer.config.types import PENDING_SECRET
+from maintainer.config.yamlsource import SECRET_FIELDS, LineMap, format_path, load_yaml, parse_yaml
 from maintainer.errors import ConfigError
 
-# Fields that hold secrets; each also accepts NAME_file (Docker secrets convention).
-SECRET_FIELDS = frozenset({"password", "access_key_id", "secret_access_key", "session_token", "token", "url"})
+SECTIONS = "timezone, storage, databases, notify, daemon, jobs"
 
 DEFAULT_LOCATIONS = ("./schedules.yaml", "/etc/maintainer/schedules.yaml")
 
@@ -67,11 +67,14 @@ class UnavailableSecret(SecretStr):
         raise ConfigError(self._message, hint="create the file or point the *_file setting elsewhere")
 
 
-_PENDING = "\x00maintainer-unavailable-secret:"
+_PENDING = PENDING_SECRET
 
 
 def build_config(data: Any, lines: LineMap, *, strict_secrets: bool = False) -> Config:
-    problems: list[str] = []
+    problems: list[str] = list(lines.problems)
+    # Paths already explained (a bad value, an empty value, a bad secret file):
+    # what the model says about them, or below them, would only repeat it.
+    explained: set[tuple] = set(lines.failed)
     unavailable: list[str] = []
 
     def problem_where(path: tuple) -> str:
@@ -79,26 +82,47 @@ def build_config(data: Any, lines: LineMap, *, strict_secrets: bool = False) -> 
 
     def problem(path: tuple, message: str) -> None:
         problems.append(f"{problem_where(path)}: {message}")
+        explained.add(tuple(path))
+
+    def fail() -> ConfigError:
+        problems.sort(key=_line_key)
+        return ConfigError(f"{lines.source}: {len(problems)} problem(s) in the configuration", problems=problems)
 
     if not isinstance(data, dict):
-        raise ConfigError(f"{lines.source}: the configuration must be a mapping of sections (timezone, storage, databases, notify, jobs)")
+        kind = "a list" if isinstance(data, list) else "a single value"
+        problem((), f"the configuration must be a mapping of sections ({SECTIONS}), not {kind}")
+        raise fail()
+    empty = [path for path in _empty_values(data, ()) if path not in explained]
     base_dir = Path(lines.source).parent
     secrets: list[str] = []
-    _resolve_secret_files(data, (), problem, problem_where, secrets, base_dir, unavailable)
+    _resolve_secret_files(data, (), problem, problem_where, secrets, base_dir, unavailable, lines)
     if strict_secrets:
         problems.extend(unavailable)
 
     config = None
+    unknown: list[tuple] = []
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = _clean_loc(err["loc"])
+        errors = [(_clean_loc(err), err) for err in exc.errors()]
+        unknown = [loc for loc, err in errors if err["type"] == "extra_forbidden"]
+        known = explained | set(empty)
+        for loc, err in errors:
+            if err["type"] != "extra_forbidden" and _under(loc, known):
+                continue
+            if err["type"] == "value_error" and any(path[:len(loc)] == loc for path in known):
+                continue  # a whole-entry check (keys in pairs) that saw a value already reported
             problem(loc, _explain(err))
+    for path in empty:
+        if not _under(path, set(unknown)):
+            problem(path, "empty value: give a value, or remove the key" if isinstance(path[-1], str)
+                    else "empty list item")
+    if data.get("jobs", {}) == {}:
+        problem(("jobs",), "no jobs are defined (a configuration needs at least one job)" if data
+                else "the configuration is empty (it needs at least one job)")
     problems.extend(_check_references(data, lines))
     if problems:
-        problems.sort(key=_line_key)
-        raise ConfigError(f"{lines.source}: {len(problems)} problem(s) in the configuration", problems=problems)
+        raise fail()
     assert config is not None
     config._source = lines.source
     config._secret_warnings = [] if strict_secrets else list(unavailable)
@@ -109,6 +133,25 @@ def build_config(data: Any, lines: LineMap, *, strict_secrets: bool = False) -> 
     return config
 
 
+def _under(path: tuple, roots: set[tuple]) -> bool:
+    """Whether ``path`` is one of ``roots`` or lies below one."""
+    return any(path[:n] in roots for n in range(len(path) + 1))
+
+
+def _empty_values(node: Any, path: tuple) -> Iterator[tuple]:
+    """Paths of null values: `key:` with nothing after it, `~`, `null`, or `${VAR:-}` unquoted.
+
+    None never means "the default" in this file; a forgotten value must not
+    silently become one (an empty access_key_id fell back to partial credentials).
+    """
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        if value is None:
+            yield path + (key,)
+        else:
+            yield from _empty_values(value, path + (key,))
+
+
 def _line_key(p: str) -> tuple[int, str]:
     try:
         return int(p.split(":", 2)[1]), p
@@ -117,10 +160,15 @@ def _line_key(p: str) -> tuple[int, str]:
 
 
 def _resolve_secret_files(node: Any, path: tuple, problem, problem_where, secrets: list[str], base_dir: Path,
-                          unavailable: list[str]) -> None:
+                          unavailable: list[str], lines: LineMap) -> None:
+    """Replace each ``NAME_file`` key by ``NAME`` holding the file's content.
+
+    A ``NAME_file`` key with a problem is dropped (after the problem is
+    recorded), so it is not reported a second time as an unknown key.
+    """
     if isinstance(node, list):
         for i, item in enumerate(node):
-            _resolve_secret_files(item, path + (i,), problem, problem_where, secrets, base_dir, unavailable)
+            _resolve_secret_files(item, path + (i,), problem, problem_where, secrets, base_dir, unavailable, lines)
         return
     if not isinstance(node, dict):
         return
@@ -130,10 +178,16 @@ def _resolve_secret_files(node: Any, path: tuple, problem, problem_where, secret
             field = key[:-5]
             if field in node:
                 problem(path + (key,), f"give either {field} or {key}, not both")
+                del node[key]
+                continue
+            if value is None:  # reported as an empty value
+                del node[key]
                 continue
             if not isinstance(value, str) or not value:
                 problem(path + (key,), "expected the path of a file holding the secret")
+                del node[key]
                 continue
+            lines.alias(path + (field,), path + (key,))
             file_path = Path(value)
             if not file_path.is_absolute():
                 file_path = base_dir / file_path
@@ -157,7 +211,7 @@ def _resolve_secret_files(node: Any, path: tuple, problem, problem_where, secret
         elif isinstance(key, str) and key in SECRET_FIELDS and isinstance(value, str) and key != "url":
             secrets.append(value)
         else:
-            _resolve_secret_files(value, path + (key,), problem, problem_where, secrets, base_dir, unavailable)
+            _resolve_secret_files(value, path + (key,), problem, problem_where, secrets, base_dir, unavailable, lines)
 
 
 def _secret_fields(obj: Any) -> Iterator[tuple[BaseModel, str, SecretStr]]:
@@ -191,11 +245,19 @@ def _register_model_secrets(config: Config) -> None:
             redact.register(value.get_secret_value())
 
 
-def _clean_loc(loc: tuple) -> tuple:
+def _clean_loc(err: dict) -> tuple:
+    """The key path an error is about, as the file spells it."""
+    loc = tuple(err["loc"])
     # Discriminated unions put the tag into the path: jobs.<name>.<type>.field
     if len(loc) >= 3 and loc[0] == "jobs" and loc[2] in JOB_MODELS:
         loc = loc[:2] + loc[3:]
-    return tuple(loc)
+    # A bad mapping key is reported at the key itself, not at a "[key]" child.
+    if loc and loc[-1] == "[key]":
+        loc = loc[:-1]
+    # The job type is wrong or missing: that is the 'type' key, and its line.
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += ("type",)
+    return loc
 
 
 def _explain(err: dict) -> str:
@@ -206,9 +268,12 @@ def _explain(err: dict) -> str:
         tag = err.get("ctx", {}).get("tag")
         return f"unknown job type '{tag}' (expected one of: {', '.join(sorted(JOB_MODELS))})"
     if kind == "union_tag_not_found":
-        return f"missing 'type' (one of: {', '.join(sorted(JOB_MODELS))})"
+        return f"required key is missing (the job type, one of: {', '.join(sorted(JOB_MODELS))})"
     if kind == "missing":
         return "required key is missing"
+    # A SecretStr reports an empty string as the wrong type; both mean the same.
+    if kind == "string_too_short" or (kind == "string_type" and err.get("input") == ""):
+        return "must not be empty"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -225,24 +290,29 @@ def _looks_secret(err: dict) -> bool:
 
 
 def _check_references(data: dict, lines: LineMap) -> list[str]:
-    """Jobs may only name storage and databases that are defined."""
+    """Jobs may only name storage and databases that are defined.
+
+    A section that is not a mapping is already a problem of its own; names
+    are then not checked against it, so one mistake is not reported per job.
+    """
     problems: list[str] = []
-    storage = data.get("storage") if isinstance(data.get("storage"), dict) else {}
-    databases = data.get("databases") if isinstance(data.get("databases"), dict) else {}
+    storage = data.get("storage", {})
+    databases = data.get("databases", {})
     jobs = data.get("jobs") if isinstance(data.get("jobs"), dict) else {}
     for name, job in jobs.items():
         if not isinstance(job, dict):
             continue
         ref = job.get("storage")
-        if isinstance(ref, str) and ref not in storage:
+        # An empty name is the model's to report.
+        if isinstance(storage, dict) and isinstance(ref, str) and ref and ref not in storage:
             path = ("jobs", name, "storage")
-            known = ", ".join(sorted(storage)) or "none defined"
+            known = ", ".join(sorted(map(str, storage))) or "none defined"
             problems.append(f"{lines.where(path)}: at '{format_path(path)}': storage '{ref}' is not defined (defined: {known})")
         dbs = job.get("databases")
-        if isinstance(dbs, list):
+        if isinstance(databases, dict) and isinstance(dbs, list):
             for i, ref in enumerate(dbs):
-                if isinstance(ref, str) and ref not in databases:
+                if isinstance(ref, str) and ref and ref not in databases:
                     path = ("jobs", name, "databases", i)
-                    known = ", ".join(sorted(databases)) or "none defined"
+                    known = ", ".join(sorted(map(str, databases))) or "none defined"
                     problems.append(f"{lines.where(path)}: at '{format_path(path)}': database '{ref}' is not defined (defined: {known})")
     return problems

@@ -6,18 +6,20 @@ import os
 
 from datetime import timedelta
 from typing import Literal
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from maintainer.config.jobs import JobSpec, Strict
-from maintainer.config.types import Duration
+from maintainer.config.types import (Duration, EndpointUrl, Host, ImageTemplate, ListenAddress, Name, Region,
+                                    SecretHttpUrl)
 
 
 class StorageSpec(Strict):
     """A backup destination chosen by URL: file:///path or s3://bucket/prefix."""
 
     url: str = Field(description="file:///absolute/path or s3://bucket[/prefix]")
-    endpoint_url: str | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2, B2)")
-    region: str | None = None
+    endpoint_url: EndpointUrl | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2, B2)")
+    region: Region | None = None
     path_style: bool = Field(False, description="path-style addressing, needed by most self-hosted S3 servers")
     access_key_id: SecretStr | None = Field(None, description="default: the standard AWS credential chain")
     secret_access_key: SecretStr | None = None
@@ -38,23 +40,35 @@ class StorageSpec(Strict):
             raise ValueError(f"'{v}': an s3 URL needs a bucket, e.g. s3://my-bucket/backups")
         return v
 
+    @model_validator(mode="after")
+    def _key_pairs(self) -> "StorageSpec":
+        """An access key without its secret (or the reverse) is a mistake, never "use the AWS chain"."""
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            given, missing = (("access_key_id", "secret_access_key") if self.access_key_id is not None
+                              else ("secret_access_key", "access_key_id"))
+            raise ValueError(f"{given} is given without {missing}: give both (or their _file forms), "
+                             "or neither to use the standard AWS credential chain")
+        if self.session_token is not None and self.access_key_id is None:
+            raise ValueError("session_token is given without access_key_id and secret_access_key")
+        return self
+
 
 class ClientSpec(Strict):
     """How to run pg_dump when the local client is older than the server."""
 
     mode: Literal["auto", "local", "container", "exec"] = Field(
         "auto", description="auto: local client if new enough, else a container; local/container/exec force one way")
-    image: str = Field("postgres:{major}", description="image template for the container client")
+    image: ImageTemplate = Field("postgres:{major}", description="image template for the container client")
     network: str | None = Field(None, description="docker network of the database, for the container client")
     container: str | None = Field(None, description="the database container, for docker exec")
-    host: str | None = Field(None, description="the server's host as the client sees it (default: the database's host; exec: 127.0.0.1)")
+    host: Host | None = Field(None, description="the server's host as the client sees it (default: the database's host; exec: 127.0.0.1)")
     port: int | None = Field(None, ge=1, le=65535, description="the server's port as the client sees it (default: the database's port; exec: 5432)")
 
 
 class DatabaseSpec(Strict):
     """A PostgreSQL database to back up or restore."""
 
-    host: str = "localhost"
+    host: Host = "localhost"
     port: int = Field(5432, ge=1, le=65535)
     user: str = "postgres"
     password: SecretStr | None = None
@@ -86,7 +100,7 @@ def _escape(v: str) -> str:
 
 class NotifyTarget(Strict):
     type: Literal["webhook", "ping"] = Field(description="webhook: JSON POST; ping: healthchecks.io-style URL")
-    url: SecretStr = Field(description="the URL; it often holds a token, so it is treated as a secret")
+    url: SecretHttpUrl = Field(description="the http(s) URL; it often holds a token, so it is treated as a secret")
     headers: dict[str, str] = Field(default_factory=dict)
 
 
@@ -101,7 +115,7 @@ class DaemonSpec(Strict):
     state_dir: str = Field(default_factory=lambda: os.environ.get("MAINTAINER_STATE_DIR", "/var/lib/maintainer"),
                            description="run history and other state (a volume); default $MAINTAINER_STATE_DIR "
                                        "or /var/lib/maintainer")
-    listen: str = Field("127.0.0.1:9187", description="host:port of /health and /metrics")
+    listen: ListenAddress = Field("127.0.0.1:9187", description="host:port of /health and /metrics")
     max_concurrent_jobs: int = Field(2, ge=1)
     jitter: Duration = Field(timedelta(0), description="random delay added to each start")
     misfire_grace: Duration = Field(timedelta(minutes=30), description="a run missed by less than this still runs, once")
@@ -111,11 +125,11 @@ class DaemonSpec(Strict):
 
 class Config(Strict):
     timezone: str = "UTC"
-    storage: dict[str, StorageSpec] = Field(default_factory=dict)
-    databases: dict[str, DatabaseSpec] = Field(default_factory=dict)
+    storage: dict[Name, StorageSpec] = Field(default_factory=dict)
+    databases: dict[Name, DatabaseSpec] = Field(default_factory=dict)
     notify: NotifySpec = Field(default_factory=NotifySpec)
     daemon: DaemonSpec = Field(default_factory=DaemonSpec)
-    jobs: dict[str, JobSpec] = Field(default_factory=dict)
+    jobs: dict[Name, JobSpec] = Field(default_factory=dict)
 
     @field_validator("timezone")
     @classmethod

@@ -67,7 +67,7 @@ jobs:
     assert "test.yaml:5: at 'databases.app.port'" in joined and "integer" in joined
     assert "test.yaml:9: at 'jobs.backup.schedule'" in joined and "61" in joined
     assert "test.yaml:10: at 'jobs.backup.databases[1]': database 'ghost' is not defined" in joined
-    assert "test.yaml:12: at 'jobs.x': unknown job type 'teleport'" in joined
+    assert "test.yaml:12: at 'jobs.x.type': unknown job type 'teleport'" in joined
 
 
 def test_an_undefined_storage_is_named():

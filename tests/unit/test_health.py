@@ -82,7 +82,7 @@ def test_a_dead_scheduler_and_an_unreadable_storage_are_each_named():
 
 
 def test_a_database_no_backup_job_covers_is_unprotected():
-    config = parse_config("databases:\n  other: {}\n")
+    config = parse_config("databases:\n  other: {}\njobs:\n  prune: {type: docker_prune, schedule: '@daily'}\n")
     report = evaluate(config, NOW, scheduler_alive=True, databases={}, jobs={})
     assert ("backup_age", "database other: no pg_backup job backs it up") in failing(report)
 
