@@ -35,6 +35,7 @@ from maintainer.postgres import inventory
 from maintainer.postgres.client import Client, choose_client
 from maintainer.postgres.connection import client_env, end_sessions, export_snapshot, server_version
 from maintainer.postgres.dump import MemoryWriter, run_into
+from maintainer.storage import leftovers
 from maintainer.storage.base import Storage
 
 PG_DUMP_MAGIC = b"PGDMP"
@@ -313,27 +314,11 @@ def discard_backup(storage: Storage, database: str, backup_id: str) -> None:
 
 
 def remove_leftovers(storage: Storage, database: str) -> list[str]:
-    """Objects of backups without a manifest, and unfinished uploads, under this database.
+    """Remove what failed or killed runs left under this database; returns the keys removed.
 
-    One job backs up a database into a storage at a time (the daemon never runs a
-    job twice at once), so anything unfinished found here belongs to a dead run.
+    Never what another run is writing right now: see maintainer.storage.leftovers.
     """
-    removed = storage.cleanup_incomplete(layout.database_prefix(database), older_than=timedelta(0))
-    by_id: dict[str, list[str]] = {}
-    complete: set[str] = set()
-    for info in storage.list(layout.database_prefix(database)):
-        parts = layout.split_key(info.key)
-        if not parts or parts[0] != database:
-            continue
-        by_id.setdefault(parts[1], []).append(info.key)
-        if parts[2] == layout.MANIFEST:
-            complete.add(parts[1])
-    for backup_id, keys in by_id.items():
-        if backup_id not in complete:
-            for key in keys:
-                storage.delete(key)
-                removed.append(key)
-    return removed
+    return leftovers.remove_leftovers(storage, layout.database_prefix(database), layout.MANIFEST)
 
 
 def unique_backup_id(storage: Storage, database: str, when: datetime) -> str:

@@ -4,6 +4,12 @@ Keys are relative ``/``-separated paths below the storage's root (its directory
 or bucket prefix). Writes are atomic: a writer's object becomes visible only
 when the ``with`` block ends without an exception; otherwise everything it
 wrote is removed (the local temporary file, or the S3 multipart upload).
+
+A write that is never finished (its process was killed) leaves a hidden
+``.<name>.partial-<token>`` beside the final key: the local temporary file, or
+on S3 a small record of who runs the multipart upload. ``cleanup_incomplete``
+removes such leftovers only when their writer is certainly gone, so a run never
+removes what another run is writing right now.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from typing import BinaryIO, Iterator
 from maintainer.errors import StorageError
 
 COPY_CHUNK = 1024 * 1024
+PARTIAL = ".partial-"
+# An unfinished write whose writer cannot be checked (another machine, an older
+# version, a file system without locks) counts as abandoned after this long
+# without a sign of life.
+ABANDONED_AFTER = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -107,10 +118,14 @@ class Storage(ABC):
         """Remove ``key``; removing a missing key is not an error."""
 
     @abstractmethod
-    def cleanup_incomplete(self, prefix: str = "", older_than: timedelta = timedelta(hours=1)) -> list[str]:
-        """Remove leftovers of interrupted writes (temporary files, multipart
-        uploads) under ``prefix`` started more than ``older_than`` ago; returns
-        what was removed."""
+    def cleanup_incomplete(self, prefix: str = "", older_than: timedelta = ABANDONED_AFTER) -> list[str]:
+        """Remove leftovers of interrupted writes under ``prefix`` (temporary files,
+        multipart uploads, empty directories) and return the keys they were for.
+
+        A write whose writer is certainly gone (its process died) is removed at
+        once; one whose writer is alive is never removed, however old. A write
+        whose writer cannot be checked counts as gone after ``older_than``
+        without a sign of life."""
 
     def put(self, key: str, source: BinaryIO | bytes) -> ObjectInfo:
         """Store a whole stream (or bytes) under ``key``."""
@@ -136,6 +151,16 @@ class Storage(ABC):
             return True
         except ObjectNotFound:
             return False
+
+
+def partial_name(name: str, token: str) -> str:
+    """The hidden name an unfinished write of ``name`` uses beside it."""
+    return f".{name}{PARTIAL}{token}"
+
+
+def is_partial(name: str) -> bool:
+    """A name (the last part of a key) made by ``partial_name``."""
+    return name.startswith(".") and PARTIAL in name
 
 
 def check_key(key: str) -> str:

@@ -4,12 +4,25 @@ Uploads stream in parts: one part buffer is filled while a background thread
 sends the other, so memory stays at two parts whatever the object's size.
 Small objects go up in one PUT. A failed or interrupted upload
 is aborted on the server, so no partial object ever appears.
+
+A multipart upload has a small hidden record beside its key,
+``.<name>.partial-<token>``, that names the upload and the process running it
+and is written again every HEARTBEAT while parts go up. A process killed
+mid-upload leaves both behind; a clean-up on the same machine (and PID
+namespace) sees that the process is gone and aborts the upload at once. It never
+aborts an upload whose process still runs; an upload it cannot check (run from
+elsewhere, or without a record) it aborts only once the upload has shown no life
+for ``older_than``.
 """
 
 from __future__ import annotations
 
+import json
 import queue
+import secrets
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
@@ -18,7 +31,8 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from maintainer.errors import ObjectNotFound, StorageError
-from maintainer.storage.base import ObjectInfo, Storage, Writer, check_key
+from maintainer.storage import owner as owners
+from maintainer.storage.base import ABANDONED_AFTER, ObjectInfo, Storage, Writer, check_key, is_partial, partial_name
 
 if TYPE_CHECKING:
     from maintainer.config.models import StorageSpec
@@ -28,6 +42,7 @@ _DENIED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Inval
            "ExpiredToken", "AuthorizationHeaderMalformed", "403", "Forbidden"}
 MAX_PARTS = 10_000
 DOUBLE_EVERY = 2_000  # parts
+HEARTBEAT = 300.0  # seconds between rewrites of an upload's record while parts go up
 
 
 def part_size_for(number: int, base: int) -> int:
@@ -152,6 +167,8 @@ class S3Storage(Storage):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full_prefix):
                 for obj in page.get("Contents", []):
+                    if is_partial(obj["Key"].rsplit("/", 1)[-1]):
+                        continue  # the record of an upload under way, not an object
                     found.append(ObjectInfo(obj["Key"][len(self.prefix):], int(obj["Size"]),
                                             obj["LastModified"].astimezone(timezone.utc)))
         except (ClientError, BotoCoreError) as exc:
@@ -167,19 +184,72 @@ class S3Storage(Storage):
             if not isinstance(err, ObjectNotFound):
                 raise err from None
 
-    def cleanup_incomplete(self, prefix: str = "", older_than: timedelta = timedelta(hours=1)) -> list[str]:
+    def cleanup_incomplete(self, prefix: str = "", older_than: timedelta = ABANDONED_AFTER) -> list[str]:
         cutoff = datetime.now(timezone.utc) - older_than
         removed: list[str] = []
         try:
-            paginator = self.client.get_paginator("list_multipart_uploads")
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-                for upload in page.get("Uploads", []):
-                    if upload["Initiated"] < cutoff:
-                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-                        removed.append(upload["Key"][len(self.prefix):])
+            # Uploads first, records second: a record written in between names an
+            # upload not in the list, and is judged as a record of its own.
+            uploads = [upload for page in self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix) for upload in page.get("Uploads", [])]
+            records = self._upload_records(prefix)
+            for upload in uploads:
+                record = records.pop(upload["UploadId"], None)
+                seen = max([upload["Initiated"]] + ([record.modified] if record else []))
+                if _abandoned(record.owner if record else None, seen, cutoff):
+                    self._abort_upload(upload["Key"], upload["UploadId"])
+                    if record:
+                        self.client.delete_object(Bucket=self.bucket, Key=record.key)
+                    removed.append(upload["Key"][len(self.prefix):])
+            for record in records.values():  # their upload ended, but the writer did not remove them
+                if _abandoned(record.owner, record.modified, cutoff):
+                    self.client.delete_object(Bucket=self.bucket, Key=record.key)
         except (ClientError, BotoCoreError) as exc:
             raise self.error("cannot clean up uploads under", prefix or "/", exc) from None
         return removed
+
+    def _upload_records(self, prefix: str) -> dict[str, _UploadRecord]:
+        """The records of uploads under ``prefix``, by upload id (a record that
+        cannot be read stands for an unknown upload of unknown owner)."""
+        records: dict[str, _UploadRecord] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                          Prefix=self.prefix + prefix):
+            for obj in page.get("Contents", []):
+                if not is_partial(obj["Key"].rsplit("/", 1)[-1]):
+                    continue
+                try:
+                    data = json.loads(self.client.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") in _MISSING:
+                        continue  # its writer finished meanwhile
+                    raise
+                except ValueError:
+                    data = {}
+                upload_id = data.get("upload_id") if isinstance(data, dict) else None
+                records[str(upload_id or obj["Key"])] = _UploadRecord(
+                    obj["Key"], owners.Owner.from_dict(data.get("owner") if isinstance(data, dict) else None),
+                    obj["LastModified"])
+        return records
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":  # ended meanwhile
+                raise
+
+
+@dataclass(frozen=True)
+class _UploadRecord:
+    key: str  # the record's own full key
+    owner: owners.Owner | None
+    modified: datetime
+
+
+def _abandoned(owner: owners.Owner | None, last_seen: datetime, cutoff: datetime) -> bool:
+    """An upload's writer is gone: certainly, or as far as anyone can tell after ``cutoff``."""
+    gone = owners.is_gone(owner) if owner is not None else None
+    return gone if gone is not None else last_seen < cutoff
 
 
 class _Body:
@@ -236,6 +306,9 @@ class S3Writer(Writer):
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._next_number = 0
+        parent, _, name = self.s3_key.rpartition("/")
+        self._record_key = (parent + "/" if parent else "") + partial_name(name, secrets.token_hex(4))
+        self._record_written: float | None = None  # time.monotonic() of the last write of the record
 
     # The background sender: uploads parts in order while the caller fills the next.
     def _sender(self) -> None:
@@ -266,13 +339,34 @@ class S3Writer(Writer):
             except (ClientError, BotoCoreError) as exc:
                 raise self.storage.error("cannot write", self.key, exc) from None
             self._upload_id = resp["UploadId"]
+            self._write_record()
             self._thread = threading.Thread(target=self._sender, name=f"s3-upload-{self.key}", daemon=True)
             self._thread.start()
+        elif time.monotonic() - self._record_written > HEARTBEAT:
+            self._write_record()
         self._next_number += 1
         if self._next_number > MAX_PARTS:
             raise StorageError(f"{self.storage.url}: {self.key} is larger than {MAX_PARTS} parts; raise part_size",
                                hint=f"part_size is {self.part_size} bytes; parts double every {DOUBLE_EVERY}")
         self._queue.put((self._next_number, data))
+
+    def _write_record(self) -> None:
+        """Say which upload this is and who runs it (again: a heartbeat); see the module docstring."""
+        body = json.dumps({"key": self.key, "upload_id": self._upload_id,
+                           "owner": owners.this_process().as_dict()}).encode()
+        try:
+            self.storage.client.put_object(Bucket=self.storage.bucket, Key=self._record_key, Body=body)
+        except (ClientError, BotoCoreError) as exc:
+            raise self.storage.error("cannot write", self.key, exc) from None
+        self._record_written = time.monotonic()
+
+    def _remove_record(self) -> None:
+        """Best effort: a record left behind is removed by a later clean-up."""
+        if self._record_written is not None:
+            try:
+                self.storage.client.delete_object(Bucket=self.storage.bucket, Key=self._record_key)
+            except (ClientError, BotoCoreError):
+                pass
 
     def _empty_buffer(self) -> bytearray:
         """A buffer for the next part: a new one while fewer than BUFFERS exist, else
@@ -332,6 +426,7 @@ class S3Writer(Writer):
                                                  MultipartUpload={"Parts": parts})
             except (ClientError, BotoCoreError) as exc:
                 raise self.storage.error("cannot write", self.key, exc) from None
+            self._remove_record()
         return ObjectInfo(self.key, self.size, datetime.now(timezone.utc))
 
     def _abort(self) -> None:
@@ -348,3 +443,5 @@ class S3Writer(Writer):
         if self._upload_id is not None:
             self.storage.client.abort_multipart_upload(Bucket=self.storage.bucket, Key=self.s3_key,
                                                        UploadId=self._upload_id)
+            # Only now: while the upload exists, its record tells a clean-up whose it is.
+            self._remove_record()

@@ -133,17 +133,22 @@ def test_s3_stopped_mid_upload_fails_the_run_stops_pg_dump_and_lists_nothing(pos
     assert catalog.list_backups(open_storage(config.storage["main"], "main")) == []
 
 
-def test_the_next_run_removes_leftovers_and_aborts_stale_multipart_uploads(postgres, s3_server, s3_bucket):
+def test_the_next_run_aborts_untraceable_stale_uploads_and_keeps_what_a_live_run_may_be_writing(
+        postgres, s3_server, s3_bucket):
+    """Runs killed mid-dump are covered by test_leftovers_killed_runs; here, what no
+    record ties to a process: an upload of an older version (moto dates every
+    upload long ago, so it is stale), and a dump stored a moment ago without a
+    manifest, which a live run may still be finishing."""
     load_contrivance(postgres)
     url, extra = s3_storage(s3_server, s3_bucket)
     config = config_for(url, {"contrivance": db_entry(postgres, "contrivance")}, storage_extra=extra)
     client = s3_server.client()
-    # What a crashed run leaves: an unfinished multipart upload and a dump without a manifest.
     dead = layout.backup_prefix("contrivance", "20260101T000000Z")
     upload = client.create_multipart_upload(Bucket=s3_bucket, Key=f"backups/{dead}{layout.DUMP}")
     client.upload_part(Bucket=s3_bucket, Key=f"backups/{dead}{layout.DUMP}", UploadId=upload["UploadId"],
                        PartNumber=1, Body=b"x" * 1024)
-    client.put_object(Bucket=s3_bucket, Key=f"backups/{dead}{layout.GLOBALS}", Body=b"leftover")
+    busy = layout.backup_prefix("contrivance", "20260101T000001Z")
+    client.put_object(Bucket=s3_bucket, Key=f"backups/{busy}{layout.DUMP}", Body=b"dump without manifest yet")
     storage = open_storage(config.storage["main"], "main")
     assert catalog.list_backups(storage) == []  # never listed, even before clean-up
 
@@ -153,4 +158,6 @@ def test_the_next_run_removes_leftovers_and_aborts_stale_multipart_uploads(postg
     assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     assert not any(dead in k for k in keys)
-    assert len(catalog.list_backups(storage)) == 1
+    assert f"backups/{busy}{layout.DUMP}" in keys
+    (listed,) = catalog.list_backups(storage)  # this run's backup only
+    assert listed.id != "20260101T000001Z"

@@ -7,6 +7,7 @@ Each test runs against both backends; S3-only and local-only behaviour
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import tracemalloc
 from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from maintainer.config.models import StorageSpec
 from maintainer.errors import ObjectNotFound, StorageError
@@ -34,12 +36,55 @@ def s3_spec(server, bucket: str, prefix: str = "backups", **extra) -> StorageSpe
 
 
 @pytest.fixture(params=["local", "s3"])
-def storage(request, tmp_path):
+def storage_spec(request, tmp_path) -> StorageSpec:
     if request.param == "local":
-        return open_storage(StorageSpec(url=f"file://{tmp_path}/store"), name="local")
+        return StorageSpec(url=f"file://{tmp_path}/store")
     server = request.getfixturevalue("s3_server")
     bucket = request.getfixturevalue("s3_bucket")
-    return open_storage(s3_spec(server, bucket), name="s3")
+    return s3_spec(server, bucket)
+
+
+@pytest.fixture
+def storage(storage_spec):
+    return open_storage(storage_spec, name=storage_spec.url.split(":", 1)[0])
+
+
+def everything(storage) -> list[str]:
+    """All the storage holds for real, also what list() hides: local files and
+    directories (hidden ones too), S3 objects and unfinished multipart uploads."""
+    if isinstance(storage, LocalStorage):
+        found = storage.root.rglob("*") if storage.root.exists() else []
+        return sorted(p.relative_to(storage.root).as_posix() + ("/" if p.is_dir() else "") for p in found)
+    pages = storage.client.get_paginator("list_objects_v2").paginate(Bucket=storage.bucket)
+    objects = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    uploads = storage.client.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])
+    return sorted(objects + [f"unfinished upload of {u['Key']}" for u in uploads])
+
+
+# Opens a writer for each key, writes past one S3 part (a multipart upload is under
+# way) and says so; then waits to be killed.
+UNFINISHED_WRITER = """
+import sys, time
+from maintainer.config.models import StorageSpec
+from maintainer.storage import open_storage
+storage = open_storage(StorageSpec.model_validate_json(sys.argv[1]), name="child")
+writers = [storage.open_writer(key) for key in sys.argv[2:]]
+for writer in writers:
+    writer.write(b"x" * (6 * 1024 * 1024))
+print("writing", flush=True)
+time.sleep(120)
+"""
+
+
+def kill_writer_of(spec: StorageSpec, *keys: str) -> None:
+    """Leave what a run killed with SIGKILL mid-write leaves behind."""
+    doc = json.dumps({k: v.get_secret_value() if isinstance(v, SecretStr) else v for k, v in spec.model_dump().items()})
+    child = subprocess.Popen([sys.executable, "-c", UNFINISHED_WRITER, doc, *keys], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "writing"
+    finally:
+        child.kill()
+        child.wait(timeout=30)
 
 
 def pattern(i: int, size: int = MiB) -> bytes:
@@ -73,7 +118,31 @@ def test_a_failed_write_leaves_nothing_that_looks_complete(storage):
             raise RuntimeError("pg_dump died")
     assert not storage.exists("a/broken.bin")
     assert list(storage.list("a/")) == []
-    assert storage.cleanup_incomplete("", older_than=timedelta(0)) == [], "the abort already removed everything"
+    assert everything(storage) == [], "the abort removed everything, empty directories too"
+    assert storage.cleanup_incomplete("", older_than=timedelta(0)) == []
+
+
+def test_a_live_writers_unfinished_write_is_never_cleaned_up(storage):
+    """Another run may be writing right now: however eager the clean-up, it stays."""
+    with storage.open_writer("pg/db/1/dump") as writer:
+        writer.write(pattern(0, 6 * MiB))  # past one S3 part: a multipart upload is under way
+        assert storage.cleanup_incomplete("", older_than=timedelta(0)) == []
+        writer.write(pattern(1, 1000))
+    assert storage.get_bytes("pg/db/1/dump") == pattern(0, 6 * MiB) + pattern(1, 1000)
+    assert [o.key for o in storage.list()] == ["pg/db/1/dump"]
+
+
+def test_what_a_killed_writer_left_is_removed_at_once_and_only_under_the_prefix(storage, storage_spec):
+    kill_writer_of(storage_spec, "pg/app/1/dump", "pg/app2/1/dump")
+    assert list(storage.list()) == []  # never visible
+    assert everything(storage) != []
+
+    # A writer known to be dead does not wait for the age limit.
+    assert storage.cleanup_incomplete("pg/app/", older_than=timedelta(hours=1)) == ["pg/app/1/dump"]
+    assert all("pg/app/" not in thing for thing in everything(storage))
+    assert any("pg/app2/" in thing for thing in everything(storage)), "another prefix's leftovers are not touched"
+    assert storage.cleanup_incomplete("pg/app2/", older_than=timedelta(hours=1)) == ["pg/app2/1/dump"]
+    assert everything(storage) == []
 
 
 def test_list_by_prefix_is_sorted_and_exact(storage):
@@ -252,16 +321,48 @@ def test_bad_credentials_are_a_clear_error_without_the_secret(authenticating_s3)
 # ------------------------------------------------------------------ local only
 
 
-def test_local_partial_files_are_invisible_and_cleaned_up(tmp_path):
+def test_a_local_partial_file_is_kept_while_its_writer_lives_however_old(tmp_path):
     storage = LocalStorage("local", tmp_path)
     writer = storage.open_writer("db/1/dump")
-    writer.write(b"half a dump")  # the process "crashes" here: no commit, no abort
-    assert list(storage.list()) == []
-    assert storage.cleanup_incomplete("db/", older_than=timedelta(hours=1)) == []
+    writer.write(b"half a dump")  # e.g. pg_dump waiting hours for a table lock
     old = time.time() - 7200
     os.utime(writer.temp, (old, old))
-    assert storage.cleanup_incomplete("db/", older_than=timedelta(hours=1)) == [writer.temp.relative_to(tmp_path).as_posix()]
-    assert not writer.temp.exists()
+    assert list(storage.list()) == []
+    assert storage.cleanup_incomplete("db/", older_than=timedelta(hours=1)) == []
+    writer.commit()
+    assert storage.get_bytes("db/1/dump") == b"half a dump"
+
+
+def test_a_local_partial_file_that_was_never_locked_is_judged_by_age(tmp_path):
+    """A writer killed in the instant between creating its file and locking it."""
+    storage = LocalStorage("local", tmp_path)
+    (tmp_path / "db" / "1").mkdir(parents=True)
+    unlocked = tmp_path / "db" / "1" / ".dump.partial-0123abcd.new"
+    unlocked.write_bytes(b"")
+    assert storage.cleanup_incomplete("db/", older_than=timedelta(hours=1)) == []
+    old = time.time() - 7200
+    os.utime(unlocked, (old, old))
+    assert storage.cleanup_incomplete("db/", older_than=timedelta(hours=1)) == ["db/1/dump"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_writer_recreates_a_directory_a_clean_up_removed_meanwhile(tmp_path, monkeypatch):
+    """A clean-up removes empty directories; a writer that made one a moment before still works."""
+    storage = LocalStorage("local", tmp_path)
+    (tmp_path / "db" / "1").mkdir(parents=True)
+    real_mkdir = type(tmp_path).mkdir
+    removed = []
+
+    def mkdir_then_lose_it(path, *args, **kwargs):
+        real_mkdir(path, *args, **kwargs)
+        if not removed:
+            removed.append(path)
+            storage.cleanup_incomplete("db/", older_than=timedelta(0))  # the other run, right now
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", mkdir_then_lose_it)
+    storage.put("db/1/dump", b"dump")
+    monkeypatch.undo()
+    assert removed and storage.get_bytes("db/1/dump") == b"dump"
 
 
 def test_a_local_root_that_is_a_file_is_a_clear_error(tmp_path):
