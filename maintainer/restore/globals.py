@@ -36,24 +36,57 @@ class GlobalsReport:
         return text
 
 
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
+
+
 def split_statements(sql: str) -> list[str]:
-    """Statements of pg_dumpall's globals output: one per line, or several lines
-    for a literal that spans lines (comments on roles). Comments and psql
-    meta-commands are dropped."""
+    """Statements of pg_dumpall/pg_restore SQL output, each ending with the line
+    whose ``;`` is outside every quote. Comments and psql meta-commands (lines
+    starting with a backslash) between statements are dropped.
+
+    The scan follows SQL's quoting: '...' literals, "..." identifiers (a role
+    named o'reilly holds a ' that is no quote) and $tag$...$tag$ bodies, each
+    with its doubled-quote escapes; ``--`` starts a comment only outside them.
+    """
     statements: list[str] = []
     pending: list[str] = []
+    quote: str | None = None  # the closing text we are inside of: ', ", or a $tag$
     for line in sql.splitlines():
         stripped = line.strip()
-        if not pending and (not stripped or stripped.startswith("--") or stripped.startswith(_SKIP_PREFIXES)):
+        if quote is None and not pending and (not stripped or stripped.startswith("--")
+                                              or stripped.startswith(_SKIP_PREFIXES)):
             continue
         pending.append(line)
-        text = "\n".join(pending)
-        if stripped.endswith(";") and text.count("'") % 2 == 0:
-            statements.append(text.strip())
+        quote, code = _scan(line, quote)
+        if quote is None and code.rstrip().endswith(";"):
+            statements.append("\n".join(pending).strip())
             pending = []
     if pending:
         statements.append("\n".join(pending).strip())
     return statements
+
+
+def _scan(line: str, quote: str | None) -> tuple[str | None, str]:
+    """The quote still open at the end of ``line`` (given the one open at its
+    start), and the line without a trailing ``--`` comment."""
+    i = 0
+    while i < len(line):
+        if quote is not None:
+            end = line.find(quote, i)
+            if end < 0:
+                return quote, line
+            i, quote = end + len(quote), None  # '' and "" close and reopen: same result
+            continue
+        ch = line[i]
+        if ch in "'\"":
+            quote, i = ch, i + 1
+        elif ch == "$" and (m := _DOLLAR_TAG.match(line, i)) and not (i and (line[i - 1].isalnum() or line[i - 1] == "_")):
+            quote, i = m.group(0), m.end()
+        elif line.startswith("--", i):
+            return None, line[:i]
+        else:
+            i += 1
+    return quote, line
 
 
 def role_of(statement: str) -> str | None:

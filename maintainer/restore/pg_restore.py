@@ -166,7 +166,12 @@ def database_statements(sql_text: str, new_name: str) -> list[str]:
         m = _DATABASE_NAME.search(statement)
         if m is None or m.group(1) != old:
             continue
-        out.append(statement[:m.start(1)] + new + statement[m.end(1):])
+        renamed = statement[:m.start(1)] + new + statement[m.end(1):]
+        if any(other.group(1) == old for other in _DATABASE_NAME.finditer(renamed)):
+            # Still names the dumped database: never run it against the live one.
+            log.warning("restore.database_statement_skipped", reason="names the dumped database twice")
+            continue
+        out.append(renamed)
     return out
 
 

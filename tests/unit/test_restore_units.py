@@ -16,6 +16,7 @@ from maintainer.errors import StorageError, UsageError
 from maintainer.postgres.dump import MemoryWriter
 from maintainer.restore import container
 from maintainer.restore.globals import plan_globals, role_of, split_statements
+from maintainer.restore.pg_restore import database_statements
 from maintainer.restore.plan import Target, plan_restore, restored_name
 from maintainer.restore.stream import ChecksumMismatch, VerifiedObject
 from maintainer.restore.verify import compare_object_counts, compare_row_counts
@@ -58,6 +59,39 @@ def test_globals_are_split_into_statements_without_meta_commands():
     assert statements[0] == "SET default_transaction_read_only = off;"
     assert "COMMENT ON ROLE contrivance_app IS 'line one;\nline two';" in statements
     assert not any(s.startswith("\\") or s.startswith("--") for s in statements)
+
+
+def test_a_quote_inside_a_quoted_name_or_a_dollar_body_does_not_glue_statements():
+    sql = ("\\restrict abc\n"
+           "CREATE ROLE \"o'reilly\";\n"
+           "ALTER ROLE \"o'reilly\" WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:a$b';\n"
+           "GRANT shop_readonly TO \"o'reilly\" GRANTED BY postgres;\n"
+           "COMMENT ON ROLE x IS 'it''s -- not a comment;\nstill the comment';\n"
+           "ALTER DATABASE \"Shop's Prod\" SET search_path TO 'shop'; -- a comment's quote '\n"
+           "CREATE FUNCTION f() RETURNS text AS $body$ SELECT 'a;'; $body$ LANGUAGE sql;\n"
+           "\\unrestrict abc\n")
+
+    assert split_statements(sql) == [
+        'CREATE ROLE "o\'reilly";',
+        "ALTER ROLE \"o'reilly\" WITH LOGIN PASSWORD 'SCRAM-SHA-256$4096:a$b';",
+        'GRANT shop_readonly TO "o\'reilly" GRANTED BY postgres;',
+        "COMMENT ON ROLE x IS 'it''s -- not a comment;\nstill the comment';",
+        "ALTER DATABASE \"Shop's Prod\" SET search_path TO 'shop'; -- a comment's quote '",
+        "CREATE FUNCTION f() RETURNS text AS $body$ SELECT 'a;'; $body$ LANGUAGE sql;",
+    ]
+
+
+def test_database_statements_rename_quoted_names_and_never_keep_one_that_still_names_the_dumped_database():
+    sql = ('CREATE DATABASE "Shop\'s Prod" WITH TEMPLATE = template0;\n'
+           'ALTER DATABASE "Shop\'s Prod" SET search_path TO \'shop\';\n'
+           'GRANT CONNECT ON DATABASE "Shop\'s Prod" TO "o\'reilly";\n')
+    assert database_statements(sql, "Shop's Prod_restored_1") == [
+        'ALTER DATABASE "Shop\'s Prod_restored_1" SET search_path TO \'shop\';',
+        'GRANT CONNECT ON DATABASE "Shop\'s Prod_restored_1" TO "o\'reilly";']
+
+    glued = ("CREATE DATABASE shop;\n"
+             "COMMENT ON DATABASE shop IS 'a copy of DATABASE shop';\n")
+    assert database_statements(glued, "shop_restored_1") == []
 
 
 def test_existing_roles_are_kept_and_missing_ones_created():
