@@ -23,7 +23,7 @@ class ConfigSnapshotJob(Job):
         from maintainer.snapshot.collect import Collected, collect_engine, collect_files
         from maintainer.snapshot.mask import Masker
         from maintainer.snapshot.store import (content_hash, delete_snapshot, list_snapshots, new_snapshot_id,
-                                               write_snapshot)
+                                               remove_leftovers, write_snapshot)
 
         result = self.new_result(ctx)
         spec = self.spec
@@ -50,6 +50,8 @@ class ConfigSnapshotJob(Job):
             result.summary.append(f"skipped {skip['path']}: {skip['reason']}")
 
         storage = ctx.storage(spec.storage)
+        if not ctx.dry_run and (removed := remove_leftovers(storage, self.snapshot_name)):
+            ctx.log.info("snapshot.leftovers_removed", name=self.snapshot_name, count=len(removed))
         existing = list_snapshots(storage, self.snapshot_name)
         previous = existing[-1] if existing else None
         what = (f"{len(files)} files, {len(collected.containers)} containers, "

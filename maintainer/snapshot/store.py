@@ -98,8 +98,20 @@ def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[
     info = writer.info
     assert info is not None
     stored = {**manifest, "archive": {"key": key, "size": info.size, "sha256": digest.hexdigest()}}
-    storage.put(prefix(name, snapshot_id) + MANIFEST, json.dumps(stored, indent=2, sort_keys=True).encode() + b"\n")
+    try:
+        storage.put(prefix(name, snapshot_id) + MANIFEST, json.dumps(stored, indent=2, sort_keys=True).encode() + b"\n")
+    except BaseException:
+        storage.delete(key)  # an archive without its manifest is never listed: remove it now
+        raise
     return stored
+
+
+def remove_leftovers(storage: Storage, name: str) -> list[str]:
+    """What failed or killed snapshot runs left under this snapshot name (see
+    maintainer.storage.leftovers: never a snapshot another run is writing)."""
+    from maintainer.storage import leftovers
+
+    return leftovers.remove_leftovers(storage, prefix(name), MANIFEST)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:

@@ -150,3 +150,42 @@ def test_snapshots_lists_what_is_stored(tmp_path, srv, capsys):
     code, out, _ = _cli(["--config", str(cfg), "snapshots"], capsys)
     assert code == 0 and out.splitlines()[0].split() == ["JOB", "NAME", "ID", "SIZE", "FILES", "CONTAINERS"]
     assert out.splitlines()[1].split()[:2] == ["snapshot", "snapshot"]
+
+
+def test_a_snapshot_run_removes_what_a_failed_run_left_but_not_a_fresh_one(tmp_path, srv):
+    config = make_config(tmp_path, srv)
+    root = tmp_path / "store" / "snapshots" / "snapshot"
+    stale = root / "20260101T000000Z" / "snapshot.tar.zst"
+    fresh = root / "20260102T000000Z" / "snapshot.tar.zst"
+    for path in (stale, fresh):  # archives whose manifest was never written
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half a snapshot")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+
+    result = run_job(config, "snapshot")
+
+    assert result.ok, result.errors
+    assert not stale.parent.exists()  # the file and its directory
+    assert fresh.exists()  # maybe a run that is writing its manifest right now
+    assert len(list_snapshots(storage(config), "snapshot")) == 1
+
+
+def test_an_archive_whose_manifest_cannot_be_written_is_removed_at_once(tmp_path):
+    from maintainer.errors import StorageError
+    from maintainer.snapshot.store import write_snapshot
+
+    real = open_storage(Config.model_validate({"storage": {"local": {"url": f"file://{tmp_path / 'store'}"}},
+                                               "jobs": {}}).storage["local"], name="local")
+
+    class ManifestFails:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def put(self, key, data):
+            raise StorageError(f"put {key}: disk full")
+
+    with pytest.raises(StorageError):
+        write_snapshot(ManifestFails(), "snapshot", "20260101T000000Z", {"files/a": b"x"}, {"id": "20260101T000000Z"})
+
+    assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
