@@ -93,7 +93,7 @@ class HealthReport:
 
 
 def _age(seconds: float) -> str:
-    from maintainer.cli.output import human_duration
+    from maintainer.units import human_duration
 
     return human_duration(seconds)
 

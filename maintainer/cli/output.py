@@ -1,4 +1,5 @@
-"""Small helpers for what commands print for people: tables, sizes, ages."""
+"""Small helpers for what commands print for people: tables, ages (sizes and
+durations come from maintainer.units, shared with jobs and health)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import click
 
 from maintainer import redact
+from maintainer.units import human_duration, human_size
 
 
 def echo(text: str = "", *, err: bool = False) -> None:
@@ -30,33 +32,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     return "\n".join(lines)
-
-
-def human_size(n: float | int | None) -> str:
-    if n is None:
-        return "-"
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def human_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def age(when: datetime | None, now: datetime | None = None) -> str:

@@ -7,7 +7,7 @@ what went, what was skipped and the space reclaimed.
 
 from __future__ import annotations
 
-from maintainer.cli.output import human_size
+from maintainer.units import human_size
 from maintainer.dockerapi import connect
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 

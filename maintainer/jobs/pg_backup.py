@@ -331,7 +331,7 @@ def unique_backup_id(storage: Storage, database: str, when: datetime) -> str:
 
 
 def _summary_line(m: Manifest, plan: RetentionPlan) -> str:
-    from maintainer.cli.output import human_duration, human_size
+    from maintainer.units import human_duration, human_size
 
     mark = " SUSPICIOUS" if m.suspicious else ""
     return (f"{m.database}: backup {m.id}{mark}: {human_size(m.stored_size)} stored ({human_size(m.raw_size)} raw), "
