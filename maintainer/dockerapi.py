@@ -15,7 +15,6 @@ from typing import Iterable, Iterator
 
 from maintainer.errors import DockerError
 
-LABEL_PREFIX = "maintainer"
 
 
 def _socket_path(base_url: str) -> str | None:

@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from maintainer import redact
 from maintainer.errors import MaintainerError
@@ -223,10 +223,6 @@ class History:
         """Changes whenever a run starts or ends; cheap, for cache invalidation."""
         rows = self._query("SELECT COUNT(*), MAX(finished), MAX(started) FROM runs")
         return rows[0] if rows else (0, None, None)
-
-    def iter_all(self) -> Iterator[Run]:
-        for row in self._query(f"SELECT {_COLUMNS} FROM runs ORDER BY started"):
-            yield _run(row)
 
 
 _COLUMNS = "run_id, job, type, started, finished, status, errors, summary, figures, events, details"

@@ -11,7 +11,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from maintainer.errors import MaintainerError
+from maintainer.config import types as config_types
+from maintainer.errors import ConfigError, MaintainerError
 from maintainer.health import HealthReport
 from maintainer.logs import get_logger
 
@@ -19,11 +20,12 @@ log = get_logger("http")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """'host:port' (or '[v6]:port') -> (host, port); MaintainerError when malformed."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise MaintainerError(f"daemon.listen '{listen}' is not host:port (e.g. 127.0.0.1:9187)")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """'host:port' (or '[v6]:port') -> (host, port) by the config's own rule;
+    ConfigError when malformed (the loader has normally rejected it already)."""
+    try:
+        return config_types.parse_listen(listen)
+    except ValueError as exc:
+        raise ConfigError(f"daemon.listen: {exc}") from None
 
 
 def health_url(listen: str) -> str:

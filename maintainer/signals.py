@@ -12,21 +12,6 @@ import signal
 import threading
 from typing import Iterator
 
-_callbacks: list = []
-_lock = threading.Lock()
-
-
-def on_cancel(callback) -> None:
-    """Call ``callback()`` (from the signal handler) when a stop is requested."""
-    with _lock:
-        _callbacks.append(callback)
-
-
-def remove_on_cancel(callback) -> None:
-    with _lock:
-        if callback in _callbacks:
-            _callbacks.remove(callback)
-
 
 @contextlib.contextmanager
 def cancel_on_signals(signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[threading.Event]:
@@ -39,13 +24,6 @@ def cancel_on_signals(signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[threa
     def handler(signum, frame):
         count["n"] += 1
         event.set()
-        with _lock:
-            callbacks = list(_callbacks)
-        for cb in callbacks:
-            try:
-                cb()
-            except Exception:  # noqa: BLE001 - a cleanup hook must not break the handler
-                pass
         if count["n"] > 1:
             raise KeyboardInterrupt
 

@@ -133,6 +133,3 @@ def decompress_frames(blocks: Iterable[bytes]) -> Iterator[bytes]:
     if started:
         raise IncompleteStream("the compressed stream ends inside a frame")
 
-
-def compress_bytes(data: bytes, level: int = 3) -> bytes:
-    return compressor(level).compress(data)

@@ -42,9 +42,6 @@ class RetentionPlan:
     keep: dict[str, list[str]] = field(default_factory=dict)  # id -> reasons, newest first
     delete: list[str] = field(default_factory=list)  # newest first
 
-    def reasons(self, item_id: str) -> list[str]:
-        return self.keep.get(item_id, [])
-
 
 def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
