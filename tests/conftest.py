@@ -194,9 +194,7 @@ def s3_server_factory() -> Iterator[Callable[[], ProcessS3Server]]:
             server.stop()
 
 
-@pytest.fixture
-def s3_bucket(s3_server) -> Iterator[str]:
-    """A fresh, uniquely named bucket on s3_server; emptied and deleted afterwards."""
+def _fresh_bucket(s3_server) -> Iterator[str]:
     client = s3_server.client()
     name = unique_name("maintainer-test")
     client.create_bucket(Bucket=name)
@@ -204,6 +202,18 @@ def s3_bucket(s3_server) -> Iterator[str]:
         yield name
     finally:
         delete_bucket(client, name)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> Iterator[str]:
+    """A fresh, uniquely named bucket on s3_server; emptied and deleted afterwards."""
+    yield from _fresh_bucket(s3_server)
+
+
+@pytest.fixture(scope="module")
+def module_s3_bucket(s3_server) -> Iterator[str]:
+    """Like s3_bucket, shared by the tests of one module (for module-scoped backups)."""
+    yield from _fresh_bucket(s3_server)
 
 
 @pytest.fixture

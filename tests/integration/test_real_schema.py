@@ -24,7 +24,6 @@ from support.corruption import corrupt_btree_key
 from support.docker_resources import unique_name
 from support.postgres import remove_postgres, start_postgres
 from support.realistic import load_realistic, snapshot
-from support.s3 import delete_bucket
 from test_drill import drill_job
 from test_drill_support import config_data, drill_containers, make_backup, run_cli, storage_of, write_config
 
@@ -51,17 +50,6 @@ CREATE INDEX customers_session_bucket ON shop.customers (shop.session_bucket(id)
 """
 
 @pytest.fixture(scope="module")
-def bucket(s3_server):
-    client = s3_server.client()
-    name = unique_name("maintainer-test")
-    client.create_bucket(Bucket=name)
-    try:
-        yield name
-    finally:
-        delete_bucket(client, name)
-
-
-@pytest.fixture(scope="module")
 def source(docker_client, pg_image):
     """A PostgreSQL 15 server with the realistic database "shop"."""
     server = start_postgres(docker_client, pg_image)
@@ -73,10 +61,10 @@ def source(docker_client, pg_image):
 
 
 @pytest.fixture(scope="module")
-def backup(s3_server, bucket, source, tmp_path_factory):
+def backup(s3_server, module_s3_bucket, source, tmp_path_factory):
     """(config, manifest, snapshot of "shop" as it was backed up)."""
     tmp = tmp_path_factory.mktemp("real-schema")
-    data = config_data(s3_server, bucket, tmp, source, database="shop", dbname="shop",
+    data = config_data(s3_server, module_s3_bucket, tmp, source, database="shop", dbname="shop",
                        jobs={"drill": drill_job(databases=["shop"], amcheck=True)})
     config = Config.model_validate(data)
     manifest = make_backup(config, "shop")
@@ -210,14 +198,14 @@ def test_an_index_amcheck_cannot_lock_is_an_error_of_the_check_not_corruption(so
     assert "indexes corrupt" not in result.detail
 
 
-def test_a_drill_fails_and_names_an_index_amcheck_finds_corrupt(docker_client, s3_server, bucket, postgres,
+def test_a_drill_fails_and_names_an_index_amcheck_finds_corrupt(docker_client, s3_server, module_s3_bucket, postgres,
                                                                  tmp_path):
     # A small database of its own (on a server without the odd roles), so this runs whatever globals do.
     with postgres.connect() as conn:
         conn.execute("CREATE DATABASE shop_lying")
     with postgres.connect("shop_lying") as conn:
         conn.execute(LYING_INDEX)
-    data = config_data(s3_server, bucket, tmp_path, postgres, database="shop_lying", dbname="shop_lying",
+    data = config_data(s3_server, module_s3_bucket, tmp_path, postgres, database="shop_lying", dbname="shop_lying",
                        jobs={"drill": drill_job(databases=["shop_lying"], amcheck=True)})
     config = Config.model_validate(data)
     make_backup(config, "shop_lying")
@@ -239,9 +227,9 @@ def test_a_drill_fails_and_names_an_index_amcheck_finds_corrupt(docker_client, s
     assert drill_containers(docker_client, result.run_id) == []
 
 
-def test_a_drill_with_amcheck_passes_on_postgresql_17(docker_client, s3_server, bucket, pg17, tmp_path):
+def test_a_drill_with_amcheck_passes_on_postgresql_17(docker_client, s3_server, module_s3_bucket, pg17, tmp_path):
     load_realistic(pg17, "shop")
-    data = config_data(s3_server, bucket, tmp_path, pg17, database="shop17", dbname="shop",
+    data = config_data(s3_server, module_s3_bucket, tmp_path, pg17, database="shop17", dbname="shop",
                        jobs={"drill": drill_job(databases=["shop17"], amcheck=True)})
     data["databases"]["shop17"]["client"] = {"mode": "exec", "container": pg17.container.name}
     config = Config.model_validate(data)
