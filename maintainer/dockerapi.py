@@ -63,20 +63,22 @@ def docker_errors(action: str) -> Iterator[None]:
     try:
         yield
     except (ImageNotFound, NotFound) as exc:
-        raise DockerError(f"{action}: not found: {_explanation(exc)}") from None
+        raise DockerError(f"{action}: not found: {error_line(exc)}") from None
     except APIError as exc:
-        raise DockerError(f"{action}: {_explanation(exc)}") from None
+        raise DockerError(f"{action}: {error_line(exc)}") from None
     except (RequestsConnectionError, ReadTimeout) as exc:
         raise DockerError(f"{action}: lost the Docker engine: {_first_line(str(exc))}") from None
     except DockerException as exc:
         raise DockerError(f"{action}: {_first_line(str(exc))}") from None
 
 
-def _explanation(exc) -> str:
+def error_line(exc: BaseException) -> str:
+    """The first line of a Docker SDK error's explanation (the engine's own words),
+    or of the error itself; the exception's type when both are empty."""
     explanation = getattr(exc, "explanation", None)
     if isinstance(explanation, bytes):
         explanation = explanation.decode(errors="replace")
-    return _first_line(str(explanation or exc))
+    return _first_line(str(explanation or exc)) or type(exc).__name__
 
 
 def tar_stream(entries: Iterable[tuple[str, int, Iterable[bytes] | None]]) -> Iterator[bytes]:

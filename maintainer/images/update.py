@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from maintainer.config.jobs import RegistryAuth
+from maintainer.dockerapi import error_line
 from maintainer.errors import ConfigError, DockerError
 from maintainer.images.reference import DEFAULT_REGISTRY, ImageRef, parse_ref, repo_of_digest
 from maintainer.logs import get_logger
@@ -92,10 +93,7 @@ def _load_docker_config(path: str):
 
 def _classify(ref: ImageRef, exc: Exception) -> str:
     """One clear line for a registry failure (never credentials)."""
-    text = getattr(exc, "explanation", None) or str(exc)
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    text = str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
+    text = error_line(exc)
     low = text.lower()
     host = ref.registry
     if any(s in low for s in ("connection refused", "no such host", "dial tcp", "i/o timeout", "timeout",

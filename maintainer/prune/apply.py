@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from maintainer.dockerapi import error_line
 from maintainer.logs import get_logger
 from maintainer.prune.planner import PlanItem, PrunePlan, is_protected
 
@@ -27,13 +28,6 @@ class PruneReport:
 
 class _Skip(Exception):
     """The object changed since the plan; the message says how."""
-
-
-def _explain(exc) -> str:
-    text = getattr(exc, "explanation", None) or str(exc)
-    if isinstance(text, bytes):
-        text = text.decode(errors="replace")
-    return str(text).strip().splitlines()[0] if str(text).strip() else type(exc).__name__
 
 
 def apply_plan(client, plan: PrunePlan, *, protect_label: str, cancel=None) -> PruneReport:
@@ -57,11 +51,11 @@ def apply_plan(client, plan: PrunePlan, *, protect_label: str, cancel=None) -> P
             log.info("prune.skipped", kind=item.kind, name=item.name, reason="gone")
         except APIError as exc:
             if exc.status_code == 409:  # the engine says it is in use now
-                report.skipped.append((item, f"in use now: {_explain(exc)}"))
-                log.info("prune.skipped", kind=item.kind, name=item.name, reason=_explain(exc))
+                report.skipped.append((item, f"in use now: {error_line(exc)}"))
+                log.info("prune.skipped", kind=item.kind, name=item.name, reason=error_line(exc))
             else:
-                report.failed.append((item, _explain(exc)))
-                log.error("prune.failed", kind=item.kind, name=item.name, error=_explain(exc))
+                report.failed.append((item, error_line(exc)))
+                log.error("prune.failed", kind=item.kind, name=item.name, error=error_line(exc))
         else:
             report.removed.append(item)
             report.reclaimed += item.size or 0
@@ -137,7 +131,7 @@ def _prune_build_cache(api, plan: PrunePlan, report: PruneReport) -> None:
         result = api.prune_builds(filters={"until": f"{seconds}s"})
     except APIError as exc:
         for item in items:
-            report.failed.append((item, _explain(exc)))
+            report.failed.append((item, error_line(exc)))
         return
     removed_ids = set((result or {}).get("CachesDeleted") or [])
     for item in items:
