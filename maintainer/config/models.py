@@ -19,15 +19,18 @@ class StorageSpec(Strict):
 
     url: str = Field(description="file:///absolute/path or s3://bucket[/prefix]")
     endpoint_url: EndpointUrl | None = Field(None, description="S3-compatible endpoint (MinIO, Ceph, R2, B2)")
-    region: Region | None = None
+    region: Region | None = Field(None, description="S3 region (default: us-east-1; auto for R2)")
     path_style: bool = Field(False, description="path-style addressing, needed by most self-hosted S3 servers")
-    access_key_id: SecretStr | None = Field(None, description="default: the standard AWS credential chain")
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
+    access_key_id: SecretStr | None = Field(None, description=(
+        "S3 access key; given with secret_access_key, or neither for the standard AWS credential chain "
+        "(environment, ~/.aws, instance role)"))
+    secret_access_key: SecretStr | None = Field(None, description="the secret of access_key_id")
+    session_token: SecretStr | None = Field(None, description=(
+        "session token of temporary credentials (AWS STS), with access_key_id and secret_access_key"))
     part_size: int = Field(5 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024,
-                           description="size of an upload's first S3 parts in bytes; memory is two parts. "
-                                       "Parts double every 2,000, so an object can reach 31 times 2,000 "
-                                       "first parts (about 300 GiB at the default)")
+                           description="size of an upload's first S3 parts in bytes (5 MiB to 512 MiB); memory "
+                                       "is two parts. Parts double every 2,000, so an object can reach 31 times "
+                                       "2,000 first parts (about 300 GiB at the default)")
 
     @field_validator("url")
     @classmethod
@@ -68,13 +71,15 @@ class ClientSpec(Strict):
 class DatabaseSpec(Strict):
     """A PostgreSQL database to back up or restore."""
 
-    host: Host = "localhost"
-    port: int = Field(5432, ge=1, le=65535)
-    user: str = "postgres"
-    password: SecretStr | None = None
-    dbname: str | None = Field(None, description="default: the entry's name")
-    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
-    client: ClientSpec = Field(default_factory=ClientSpec)
+    host: Host = Field("localhost", description="the server's host name, address or socket directory")
+    port: int = Field(5432, ge=1, le=65535, description="the server's port")
+    user: str = Field("postgres", description="the role to connect as")
+    password: SecretStr | None = Field(None, description=(
+        "the role's password; when not set, libpq's own sources apply (PGPASSWORD, ~/.pgpass)"))
+    dbname: str | None = Field(None, description="the database's name on the server (default: the entry's name)")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        "prefer", description="libpq's sslmode for every connection and client tool")
+    client: ClientSpec = Field(default_factory=ClientSpec, description="the client tools pg_dump and pg_dumpall")
     max_backup_age: Duration = Field(timedelta(hours=26), description="health fails when the newest backup is older")
     max_drill_age: Duration = Field(timedelta(days=8), description="health fails when the newest passed drill is older")
 
@@ -99,24 +104,31 @@ def _escape(v: str) -> str:
 
 
 class NotifyTarget(Strict):
+    """Where an alert goes."""
+
     type: Literal["webhook", "ping"] = Field(description="webhook: JSON POST; ping: healthchecks.io-style URL")
     url: SecretHttpUrl = Field(description="the http(s) URL; it often holds a token, so it is treated as a secret")
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers sent with each request")
 
 
 class NotifySpec(Strict):
-    on_success: bool = Field(False, description="also notify successful runs")
-    retries: int = Field(3, ge=0, le=10)
-    timeout: Duration = timedelta(seconds=10)
-    targets: list[NotifyTarget] = Field(default_factory=list)
+    """Alerts. Failures, suspicious backups and failed drills always notify; a
+    notifier that is down is retried and logged, and never fails the job."""
+
+    on_success: bool = Field(False, description="also send webhooks for successful runs (pings go for every run)")
+    retries: int = Field(3, ge=0, le=10, description="attempts after a failed delivery, with a growing pause")
+    timeout: Duration = Field(timedelta(seconds=10), description="time limit of each delivery attempt")
+    targets: list[NotifyTarget] = Field(default_factory=list, description="where alerts go; none: no alerts are sent")
 
 
 class DaemonSpec(Strict):
+    """The always-on ``maintainer daemon``: how it schedules runs, and what it serves."""
+
     state_dir: str = Field(default_factory=lambda: os.environ.get("MAINTAINER_STATE_DIR", "/var/lib/maintainer"),
-                           description="run history and other state (a volume); default $MAINTAINER_STATE_DIR "
-                                       "or /var/lib/maintainer")
+                           description="run history and other state (a volume)",
+                           json_schema_extra={"shown_default": "$MAINTAINER_STATE_DIR, else /var/lib/maintainer"})
     listen: ListenAddress = Field("127.0.0.1:9187", description="host:port of /health and /metrics")
-    max_concurrent_jobs: int = Field(2, ge=1)
+    max_concurrent_jobs: int = Field(2, ge=1, description="runs at the same time at most; more wait for a free slot")
     jitter: Duration = Field(timedelta(0), description="random delay added to each start")
     misfire_grace: Duration = Field(timedelta(minutes=30), description="a run missed by less than this still runs, once")
     shutdown_grace: Duration = Field(timedelta(seconds=60), description="time running jobs get to finish on SIGTERM")
@@ -124,12 +136,16 @@ class DaemonSpec(Strict):
 
 
 class Config(Strict):
-    timezone: str = "UTC"
-    storage: dict[Name, StorageSpec] = Field(default_factory=dict)
-    databases: dict[Name, DatabaseSpec] = Field(default_factory=dict)
-    notify: NotifySpec = Field(default_factory=NotifySpec)
-    daemon: DaemonSpec = Field(default_factory=DaemonSpec)
-    jobs: dict[Name, JobSpec] = Field(default_factory=dict)
+    """The file's sections; only jobs is required."""
+
+    timezone: str = Field("UTC", description="the time zone cron schedules are read in, e.g. UTC or Europe/Berlin")
+    storage: dict[Name, StorageSpec] = Field(default_factory=dict, description="where backups and snapshots go, by name")
+    databases: dict[Name, DatabaseSpec] = Field(default_factory=dict, description="PostgreSQL databases, by name")
+    notify: NotifySpec = Field(default_factory=NotifySpec, description="alerts")
+    daemon: DaemonSpec = Field(default_factory=DaemonSpec, description="the always-on maintainer daemon")
+    # An empty jobs section is the loader's error (it names the file); the model allows it.
+    jobs: dict[Name, JobSpec] = Field(default_factory=dict, description="what runs when, by name",
+                                      json_schema_extra={"shown_default": "required: at least one job"})
 
     @field_validator("timezone")
     @classmethod

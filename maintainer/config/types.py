@@ -66,16 +66,18 @@ def format_duration(td: timedelta) -> str:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)]
 
 
+CRON_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
+
+
 def validate_cron(value: Any) -> str:
-    """A standard 5-field crontab expression (or @hourly/@daily/@weekly/@monthly)."""
+    """A standard 5-field crontab expression (or one of CRON_ALIASES, such as @daily)."""
     from maintainer.schedule import cron_trigger
 
     if not isinstance(value, str):
         raise ValueError("expected a cron expression such as '15 3 * * *'")
     expr = value.strip()
-    aliases = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-               "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *"}
-    expr = aliases.get(expr, expr)
+    expr = CRON_ALIASES.get(expr, expr)
     if len(expr.split()) != 5:
         raise ValueError(f"'{value}' is not a cron expression: it needs 5 fields (minute hour day month weekday)")
     try:

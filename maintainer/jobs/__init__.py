@@ -1,4 +1,10 @@
-"""The registry from job type (as written in schedules.yaml) to its implementation."""
+"""The registry from job type (as written in schedules.yaml) to its implementation.
+
+A job type's name is written once, in its config model's ``type`` Literal
+(``maintainer.config.jobs.JobSpec`` lists the models). Each class here takes
+its ``type_name`` from the model it runs, so a name cannot be mistyped; a unit
+test checks that every type the schema allows has its implementation here.
+"""
 
 from __future__ import annotations
 

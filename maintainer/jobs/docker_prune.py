@@ -8,12 +8,13 @@ what went, what was skipped and the space reclaimed.
 from __future__ import annotations
 
 from maintainer.units import human_size
+from maintainer.config.jobs import DockerPruneJob as DockerPruneSpec
 from maintainer.dockerapi import connect
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 
 
 class DockerPruneJob(Job):
-    type_name = "docker_prune"
+    type_name = DockerPruneSpec.type_name
 
     def run(self, ctx: RunContext) -> JobResult:
         from maintainer.prune.apply import apply_plan

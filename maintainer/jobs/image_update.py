@@ -7,12 +7,13 @@ that image's error line; the others still update, and the run fails overall.
 
 from __future__ import annotations
 
+from maintainer.config.jobs import ImageUpdateJob as ImageUpdateSpec
 from maintainer.dockerapi import connect
 from maintainer.jobs.base import Job, JobResult, RunContext
 
 
 class ImageUpdateJob(Job):
-    type_name = "image_update"
+    type_name = ImageUpdateSpec.type_name
 
     def run(self, ctx: RunContext) -> JobResult:
         from maintainer.images.update import Credentials, update_image

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from maintainer import redact
 from maintainer.config import load_config, parse_config
-from maintainer.config.jobs import JOB_MODELS
+from maintainer.config.jobs import JOB_MODELS, JobSpec
 from maintainer.config.loader import find_config
 from maintainer.config.types import parse_duration, parse_size
 from maintainer.errors import ConfigError
@@ -155,6 +158,19 @@ def test_the_shipped_schedules_yaml_is_valid(tmp_path, monkeypatch):
     assert config.databases["contrivance"].host == "postgres"
 
 
+@pytest.mark.parametrize("path,env", [
+    ("deploy/schedules.yaml", {}),
+    ("examples/quickstart/schedules.yaml", {"QS_BACKUPS": "/var/tmp/qs-backups", "QS_PGPORT": "5433"}),
+])
+def test_the_other_shipped_configs_are_valid(path, env, monkeypatch):
+    """deploy/ and the quick start's configs load; only their secret files (absent here) are missing."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(REPO / path)
+    assert config.jobs
+    assert all("secret file" in warning for warning in config.secret_warnings)
+
+
 def test_every_job_type_the_schema_allows_is_implemented():
     assert set(JOB_MODELS) == set(JOB_TYPES)
     for name, cls in JOB_TYPES.items():
@@ -162,6 +178,27 @@ def test_every_job_type_the_schema_allows_is_implemented():
         assert "not implemented" not in (cls.run.__doc__ or ""), name
         source = Path(__import__(cls.__module__, fromlist=["x"]).__file__).read_text()
         assert "is not implemented yet" not in source, f"{name} is still a placeholder"
+
+
+def test_each_job_type_is_named_once_in_its_model():
+    """JOB_MODELS is the JobSpec union, and each type's name comes from its model's ``type`` Literal."""
+    union = get_args(get_args(JobSpec)[0])
+    assert tuple(JOB_MODELS.values()) == union
+    for name, model in JOB_MODELS.items():
+        assert get_args(model.model_fields["type"].annotation) == (name,)
+        assert model.type_name == name
+
+
+def test_the_registry_holds_every_job_class_of_maintainer_jobs():
+    """A job class left out of JOB_TYPES would never run; one listed twice would hide another."""
+    import maintainer.jobs
+
+    defined = set()
+    for info in pkgutil.iter_modules(maintainer.jobs.__path__, "maintainer.jobs."):
+        module = importlib.import_module(info.name)
+        defined |= {cls for cls in vars(module).values()
+                    if isinstance(cls, type) and issubclass(cls, Job) and cls is not Job and cls.__module__ == info.name}
+    assert defined == set(JOB_TYPES.values())
 
 
 def test_config_discovery_order(tmp_path, monkeypatch):
