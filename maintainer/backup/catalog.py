@@ -1,9 +1,10 @@
 """Which backups exist: listing, finding and reading them, and their drill records.
 
-Only a backup with a readable manifest is listed; anything else under the
-layout (leftovers of failed runs) is invisible here and removed by the backup
-job's clean-up. Every reader (backups, restore, drills, retention, health)
-goes through this module.
+Only a backup with a readable manifest is listed (layout.BACKUPS, an object
+set whose manifest is written last); anything else under the layout (leftovers
+of failed runs) is invisible here and removed by the backup job's clean-up.
+Every reader (backups, restore, drills, retention, health) goes through this
+module.
 """
 
 from __future__ import annotations
@@ -56,35 +57,19 @@ class BackupNotFound(MaintainerError):
 
 
 def list_databases(storage: Storage) -> list[str]:
-    names = set()
-    for info in storage.list(layout.ROOT + "/"):
-        parts = layout.split_key(info.key)
-        if parts:
-            names.add(parts[0])
-    return sorted(names)
+    return layout.BACKUPS.groups(storage)
 
 
 def list_backups(storage: Storage, database: str | None = None) -> list[BackupEntry]:
     """Complete backups (manifest present and valid), newest first."""
-    prefix = layout.database_prefix(database) if database else layout.ROOT + "/"
-    manifests: list[tuple[str, str]] = []
-    verification_keys: dict[tuple[str, str], list[str]] = {}
-    for info in storage.list(prefix):
-        parts = layout.split_key(info.key)
-        if not parts:
-            continue
-        db, backup_id, rest = parts
-        if rest == layout.MANIFEST:
-            manifests.append((db, backup_id))
-        elif rest.startswith(layout.VERIFICATIONS + "/") and rest.endswith(".json"):
-            verification_keys.setdefault((db, backup_id), []).append(info.key)
     entries: list[BackupEntry] = []
-    for db, backup_id in manifests:
-        manifest = _read_manifest_or_none(storage, db, backup_id)
+    for item in layout.BACKUPS.items(storage, database or None):
+        manifest = _read_manifest_or_none(storage, item.group, item.id)
         if manifest is None:
             continue
-        verifications = [v for key in verification_keys.get((db, backup_id), [])
-                         if (v := _read_verification_or_none(storage, key)) is not None]
+        verifications = [v for name, info in item.objects.items()
+                         if name.startswith(layout.VERIFICATIONS + "/") and name.endswith(".json")
+                         and (v := _read_verification_or_none(storage, info.key)) is not None]
         entries.append(BackupEntry(manifest, verifications))
     entries.sort(key=lambda e: (e.id, e.database), reverse=True)
     return entries
@@ -129,9 +114,9 @@ def write_verification(storage: Storage, record: Verification) -> str:
 
 def write_manifest(storage: Storage, manifest: Manifest) -> str:
     """Store the manifest; call only after every object is stored and checked."""
-    key = layout.manifest_key(manifest.database, manifest.id)
-    storage.put(key, manifest.model_dump_json(indent=2).encode())
-    return key
+    data = manifest.model_dump_json(indent=2).encode()
+    layout.BACKUPS.write_manifest(storage, manifest.database, manifest.id, data)
+    return layout.manifest_key(manifest.database, manifest.id)
 
 
 def find_backup(storage: Storage, database: str, *, backup_id: str | None = None,

@@ -7,52 +7,56 @@
 
 ``<database>`` is the entry's name in the config's databases section;
 ``<backup id>`` is the UTC start time, 20261126T031500Z, so keys sort by age.
+Backups are an ObjectSet (maintainer.storage.objectset): BACKUPS lists,
+deletes and cleans them up; the functions below name its keys.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from maintainer.storage.objectset import ID_FORMAT, MANIFEST, ObjectSet, new_id, parse_id
+
 ROOT = "pg"
 DUMP = "dump.pgcustom.zst"
 GLOBALS = "globals.sql.zst"
-MANIFEST = "manifest.json"
 VERIFICATIONS = "verifications"
-ID_FORMAT = "%Y%m%dT%H%M%SZ"
+BACKUPS = ObjectSet(ROOT, MANIFEST)
+
+__all__ = ["BACKUPS", "DUMP", "GLOBALS", "ID_FORMAT", "MANIFEST", "ROOT", "VERIFICATIONS", "backup_prefix",
+           "database_prefix", "manifest_key", "new_backup_id", "object_key", "parse_backup_id", "split_key",
+           "verification_key"]
 
 
 def new_backup_id(now: datetime | None = None) -> str:
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime(ID_FORMAT)
+    return new_id(now or datetime.now(timezone.utc))
 
 
 def parse_backup_id(backup_id: str) -> datetime:
     """The UTC time a backup id stands for; ValueError if it is not one."""
-    return datetime.strptime(backup_id[:16], ID_FORMAT).replace(tzinfo=timezone.utc)
+    return parse_id(backup_id)
 
 
 def database_prefix(database: str) -> str:
-    return f"{ROOT}/{database}/"
+    return BACKUPS.group_prefix(database)
 
 
 def backup_prefix(database: str, backup_id: str) -> str:
-    return f"{ROOT}/{database}/{backup_id}/"
+    return BACKUPS.item_prefix(database, backup_id)
 
 
 def object_key(database: str, backup_id: str, name: str) -> str:
-    return backup_prefix(database, backup_id) + name
+    return BACKUPS.key(database, backup_id, name)
 
 
 def manifest_key(database: str, backup_id: str) -> str:
-    return object_key(database, backup_id, MANIFEST)
+    return BACKUPS.manifest_key(database, backup_id)
 
 
 def verification_key(database: str, backup_id: str, run_id: str) -> str:
-    return object_key(database, backup_id, f"{VERIFICATIONS}/{run_id}.json")
+    return BACKUPS.key(database, backup_id, f"{VERIFICATIONS}/{run_id}.json")
 
 
 def split_key(key: str) -> tuple[str, str, str] | None:
     """``pg/<db>/<id>/<rest>`` -> (db, id, rest); None for keys outside the layout."""
-    parts = key.split("/", 3)
-    if len(parts) != 4 or parts[0] != ROOT:
-        return None
-    return parts[1], parts[2], parts[3]
+    return BACKUPS.split_key(key)

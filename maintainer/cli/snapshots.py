@@ -45,9 +45,8 @@ def snapshots(app: App, job: str | None, as_json: bool) -> None:
         storage, folder = _storage_and_name(config, name, spec)
         for e in list_snapshots(storage, folder):
             rows.append({"job": name, "name": folder, "id": e.id, "created": e.created.isoformat(),
-                         "size": e.size, "files": len(e.manifest.get("files") or []),
-                         "containers": len(e.manifest.get("containers") or []),
-                         "content_hash": e.manifest.get("content_hash"), "storage": spec.storage})
+                         "size": e.size, "files": len(e.manifest.files), "containers": len(e.manifest.containers),
+                         "content_hash": e.manifest.content_hash, "storage": spec.storage})
     if as_json:
         print_json(rows)
         return
@@ -91,7 +90,7 @@ def restore(app: App, latest: bool, snapshot_id: str | None, to: Path, job: str 
     members = extract(read_members(storage, entry), to)
     files = sum(1 for m in members if m.startswith("files/"))
     echo(f"extracted snapshot {folder}/{entry.id} into {to} ({files} files, "
-         f"{len(entry.manifest.get('containers') or [])} container specs)")
+         f"{len(entry.manifest.containers)} container specs)")
     echo("compared with the current state:")
     for line in diff_against_current(members, entry.manifest).lines():
         echo(f"  {line}")

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from maintainer import __version__
 from maintainer.cli.output import human_size
+from maintainer.config.jobs import ConfigSnapshotJob as ConfigSnapshotSpec
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 
 
 class ConfigSnapshotJob(Job):
-    type_name = "config_snapshot"
+    type_name = ConfigSnapshotSpec.type_name
 
     @property
     def snapshot_name(self) -> str:
@@ -21,9 +22,10 @@ class ConfigSnapshotJob(Job):
     def run(self, ctx: RunContext) -> JobResult:
         from maintainer.backup.retention import RetentionItem, plan_retention
         from maintainer.snapshot.collect import Collected, collect_engine, collect_files
+        from maintainer.snapshot.manifest import SkippedPath, SnapshotFile, SnapshotManifest, content_hash
         from maintainer.snapshot.mask import Masker
-        from maintainer.snapshot.store import (content_hash, delete_snapshot, list_snapshots, new_snapshot_id,
-                                               remove_leftovers, write_snapshot)
+        from maintainer.snapshot.store import delete_snapshot, list_snapshots, remove_leftovers, write_snapshot
+        from maintainer.storage.objectset import new_id
 
         result = self.new_result(ctx)
         spec = self.spec
@@ -56,7 +58,7 @@ class ConfigSnapshotJob(Job):
         previous = existing[-1] if existing else None
         what = (f"{len(files)} files, {len(collected.containers)} containers, "
                 f"{masker.count} secret values masked")
-        if previous is not None and previous.manifest.get("content_hash") == digest:
+        if previous is not None and previous.manifest.content_hash == digest:
             result.summary.append(f"unchanged since snapshot {previous.id} ({what}); not stored again")
             result.details["unchanged_since"] = previous.id
             result.figures["stored"] = 0
@@ -64,22 +66,23 @@ class ConfigSnapshotJob(Job):
             result.summary.append(f"dry run: would store a new snapshot of {self.snapshot_name} ({what})")
         else:
             now = utcnow()
-            snapshot_id = new_snapshot_id(now)
+            snapshot_id = new_id(now)
             if any(e.id == snapshot_id for e in existing):
                 raise_same_second(self.snapshot_name, snapshot_id)
-            manifest = {
-                "format": 1, "id": snapshot_id, "name": self.snapshot_name, "job": self.name,
-                "created": now.isoformat(), "content_hash": digest, "maintainer_version": __version__,
-                "compose_project": spec.compose_project, "secret_patterns": list(spec.secret_patterns),
-                "files": [{"path": collected.sources[n], "member": n, "size": len(collected.members[n])} for n in files],
-                "containers": collected.containers, "skipped": collected.skipped, "binary_unmasked": collected.binary,
-                "masked_values": masker.count,
-            }
+            manifest = SnapshotManifest(
+                id=snapshot_id, name=self.snapshot_name, job=self.name, created=now, content_hash=digest,
+                maintainer_version=__version__, compose_project=spec.compose_project,
+                secret_patterns=list(spec.secret_patterns),
+                files=[SnapshotFile(path=collected.sources[n], member=n, size=len(collected.members[n]))
+                       for n in files],
+                containers=collected.containers, skipped=[SkippedPath(**s) for s in collected.skipped],
+                binary_unmasked=collected.binary, masked_values=masker.count,
+            )
             stored = write_snapshot(storage, self.snapshot_name, snapshot_id, collected.members, manifest)
             result.summary.append(f"stored snapshot {self.snapshot_name}/{snapshot_id} ({what}, "
-                                  f"{human_size(stored['archive']['size'])})")
+                                  f"{human_size(stored.size)})")
             result.details["snapshot_id"] = snapshot_id
-            result.figures.update(stored=1, bytes=stored["archive"]["size"])
+            result.figures.update(stored=1, bytes=stored.size)
         # Retention, as for backups (the newest is always kept).
         entries = existing if ctx.dry_run else list_snapshots(storage, self.snapshot_name)
         plan = plan_retention([RetentionItem(e.id, e.created) for e in entries], spec.retention, utcnow())

@@ -12,24 +12,30 @@ from typing import Iterable
 
 from maintainer.errors import MaintainerError
 from maintainer.snapshot.collect import Collected, _in_secret_dir, collect_engine, mask_file
+from maintainer.snapshot.manifest import SnapshotManifest
 from maintainer.snapshot.mask import Masker
 
 
 def extract(members: Iterable[tuple[str, bytes]], to: Path) -> dict[str, bytes]:
-    """Write every member below ``to`` (which must be empty or absent); returns them."""
+    """Write every member below ``to`` (which must be empty or absent); returns them.
+
+    Nothing is written until every member is read, so a snapshot whose archive
+    fails its checksum (read_members raises after the last member) or holds a
+    member that would land outside ``to`` leaves ``to`` as it was."""
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise MaintainerError(f"{to} is not an empty directory; extract into a new one")
-    to.mkdir(parents=True, exist_ok=True)
     out: dict[str, bytes] = {}
     for name, data in members:
         rel = PurePosixPath(name)
         if rel.is_absolute() or ".." in rel.parts or not rel.parts:
             raise MaintainerError(f"snapshot member {name!r} would land outside {to}; refusing to extract")
-        target = to.joinpath(*rel.parts)
+        out[name] = data
+    to.mkdir(parents=True, exist_ok=True)
+    for name, data in out.items():
+        target = to.joinpath(*PurePosixPath(name).parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         os.chmod(target, 0o600)
-        out[name] = data
     return out
 
 
@@ -62,10 +68,10 @@ class Diff:
         return self.__dict__.copy()
 
 
-def diff_against_current(members: dict[str, bytes], manifest: dict, client_factory=None) -> Diff:
+def diff_against_current(members: dict[str, bytes], manifest: SnapshotManifest, client_factory=None) -> Diff:
     """Compare a snapshot with the files on disk now (masked the same way) and, when the
     snapshot describes a compose project, with its containers now."""
-    masker = Masker(manifest.get("secret_patterns") or [])
+    masker = Masker(manifest.secret_patterns)
     diff = Diff()
     for name, data in sorted(members.items()):
         if not name.startswith("files/"):
@@ -83,7 +89,7 @@ def diff_against_current(members: dict[str, bytes], manifest: dict, client_facto
             diff.files_same += 1
         else:
             diff.files_changed.append(path)
-    project = manifest.get("compose_project")
+    project = manifest.compose_project
     if not project:
         diff.engine_note = "not part of this snapshot"
         return diff

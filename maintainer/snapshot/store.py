@@ -3,78 +3,65 @@
     snapshots/<name>/<snapshot id>/snapshot.tar.zst   the members, one zstd-compressed tar
     snapshots/<name>/<snapshot id>/manifest.json      written last: a snapshot exists only with it
 
-``<name>`` is the compose project (or the job name); ``<snapshot id>`` is the UTC
-time, 20261126T040000Z, so keys sort by age. The manifest is also the tar's
-last member, so an extracted snapshot describes itself.
+``<name>`` is the compose project (or the job name). Snapshots are an ObjectSet
+(maintainer.storage.objectset), like backups: the same ids, listing, deletion
+and clean-up. The manifest is also the tar's last member, so an extracted
+snapshot describes itself; the one beside the archive records its SHA-256,
+which every read checks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Iterator
 
-from maintainer.errors import MaintainerError, ObjectNotFound, StorageError
-from maintainer.storage.base import Storage
+from pydantic import ValidationError
 
-ROOT = "snapshots"
+from maintainer.errors import MaintainerError, ObjectNotFound, StorageError
+from maintainer.snapshot.manifest import SnapshotArchive, SnapshotManifest
+from maintainer.storage.base import Storage
+from maintainer.storage.objectset import ObjectSet, open_verified, parse_id
+
+SNAPSHOTS = ObjectSet("snapshots")
 ARCHIVE = "snapshot.tar.zst"
-MANIFEST = "manifest.json"
-ID_FORMAT = "%Y%m%dT%H%M%SZ"
-FORMAT = 1
 
 
 class SnapshotNotFound(MaintainerError):
     """No snapshot matches what was asked for."""
 
 
-def new_snapshot_id(now: datetime) -> str:
-    return now.astimezone(timezone.utc).strftime(ID_FORMAT)
-
-
-def parse_snapshot_id(snapshot_id: str) -> datetime:
-    return datetime.strptime(snapshot_id[:16], ID_FORMAT).replace(tzinfo=timezone.utc)
-
-
-def prefix(name: str, snapshot_id: str = "") -> str:
-    return f"{ROOT}/{name}/" + (f"{snapshot_id}/" if snapshot_id else "")
-
-
-def content_hash(members: dict[str, bytes]) -> str:
-    """sha256 over every member's name and content: the snapshot's identity, free of times."""
-    h = hashlib.sha256()
-    for name in sorted(members):
-        h.update(name.encode() + b"\0" + hashlib.sha256(members[name]).hexdigest().encode() + b"\n")
-    return "sha256:" + h.hexdigest()
-
-
 @dataclass
 class SnapshotEntry:
     name: str
     id: str
-    manifest: dict
+    manifest: SnapshotManifest
 
     @property
     def created(self) -> datetime:
-        return parse_snapshot_id(self.id)
+        return parse_id(self.id)
+
+    @property
+    def archive(self) -> SnapshotArchive:
+        assert self.manifest.archive is not None  # list_snapshots lists no snapshot without one
+        return self.manifest.archive
 
     @property
     def size(self) -> int:
-        return int(self.manifest.get("archive", {}).get("size") or 0)
+        return self.archive.size
 
 
-def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[str, bytes], manifest: dict,
-                   level: int = 10) -> dict:
+def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[str, bytes],
+                   manifest: SnapshotManifest, level: int = 10) -> SnapshotEntry:
     """Stream the members and the manifest into one tar.zst, then write the manifest
-    beside it (last). Returns the manifest as stored."""
+    beside it (last), with the archive's size and SHA-256. Returns the snapshot as
+    stored. On failure nothing of it stays behind (best effort)."""
     import zstandard
 
-    key = prefix(name, snapshot_id) + ARCHIVE
-    inner = dict(manifest)
+    key = SNAPSHOTS.key(name, snapshot_id, ARCHIVE)
     digest = hashlib.sha256()
     with storage.open_writer(key) as writer:
         class _Sink(io.RawIOBase):
@@ -87,31 +74,22 @@ def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[
                 writer.write(b)
                 return len(b)
 
-        sink = _Sink()
         cctx = zstandard.ZstdCompressor(level=level)
-        with cctx.stream_writer(sink, closefd=False) as zout:
+        with cctx.stream_writer(_Sink(), closefd=False) as zout:
             with tarfile.open(fileobj=zout, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-                mtime = int(parse_snapshot_id(snapshot_id).timestamp())
+                mtime = int(parse_id(snapshot_id).timestamp())
                 for member_name in sorted(members):
                     _add(tar, member_name, members[member_name], mtime)
-                _add(tar, MANIFEST, json.dumps(inner, indent=2, sort_keys=True).encode() + b"\n", mtime)
-    info = writer.info
-    assert info is not None
-    stored = {**manifest, "archive": {"key": key, "size": info.size, "sha256": digest.hexdigest()}}
+                _add(tar, SNAPSHOTS.manifest, manifest.to_json(archive=False), mtime)
+    assert writer.info is not None
+    stored = manifest.model_copy(update={"archive": SnapshotArchive(key=key, size=writer.info.size,
+                                                                    sha256=digest.hexdigest())})
     try:
-        storage.put(prefix(name, snapshot_id) + MANIFEST, json.dumps(stored, indent=2, sort_keys=True).encode() + b"\n")
+        SNAPSHOTS.write_manifest(storage, name, snapshot_id, stored.to_json())
     except BaseException:
-        storage.delete(key)  # an archive without its manifest is never listed: remove it now
+        SNAPSHOTS.discard(storage, name, snapshot_id)  # an archive without its manifest is never listed
         raise
-    return stored
-
-
-def remove_leftovers(storage: Storage, name: str) -> list[str]:
-    """What failed or killed snapshot runs left under this snapshot name (see
-    maintainer.storage.leftovers: never a snapshot another run is writing)."""
-    from maintainer.storage import leftovers
-
-    return leftovers.remove_leftovers(storage, prefix(name), MANIFEST)
+    return SnapshotEntry(name, snapshot_id, stored)
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
@@ -122,24 +100,27 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def remove_leftovers(storage: Storage, name: str) -> list[str]:
+    """What failed or killed snapshot runs left under this snapshot name (never a
+    snapshot another run is writing: see maintainer.storage.objectset)."""
+    return SNAPSHOTS.remove_leftovers(storage, name)
+
+
 def list_snapshots(storage: Storage, name: str) -> list[SnapshotEntry]:
-    """Complete snapshots (those with a manifest), oldest first."""
+    """Complete snapshots (those with a valid manifest), oldest first."""
     entries = []
-    for obj in storage.list(prefix(name)):
-        rest = obj.key[len(prefix(name)):]
-        parts = rest.split("/")
-        if len(parts) != 2 or parts[1] != MANIFEST:
-            continue
+    for item in SNAPSHOTS.items(storage, name):
         try:
-            parse_snapshot_id(parts[0])
-            manifest = json.loads(storage.get_bytes(obj.key))
-        except (ValueError, ObjectNotFound):
+            manifest = SnapshotManifest.model_validate_json(storage.get_bytes(item.objects[SNAPSHOTS.manifest].key))
+        except (ValidationError, ValueError, ObjectNotFound):
             continue
-        entries.append(SnapshotEntry(name, parts[0], manifest))
-    return sorted(entries, key=lambda e: e.id)
+        if manifest.archive is not None:
+            entries.append(SnapshotEntry(name, item.id, manifest))
+    return entries
 
 
 def find_snapshot(storage: Storage, name: str, snapshot_id: str | None = None) -> SnapshotEntry:
+    """The snapshot with this id, or the newest; SnapshotNotFound says what exists."""
     entries = list_snapshots(storage, name)
     if not entries:
         raise SnapshotNotFound(f"no snapshots of {name} in storage {storage.name} ({storage.url})")
@@ -153,24 +134,36 @@ def find_snapshot(storage: Storage, name: str, snapshot_id: str | None = None) -
 
 
 def read_members(storage: Storage, entry: SnapshotEntry) -> Iterator[tuple[str, bytes]]:
-    """Each (member name, content) of a stored snapshot, streaming from storage."""
+    """Each (member name, content) of a stored snapshot, streaming from storage.
+
+    The archive passes through SHA-256, checked after the last member: consume
+    every member before acting on any. Raises ChecksumMismatch if the stored
+    archive is not the one written (also when the damage broke decompression
+    first), StorageError if it matches but cannot be read."""
     import zstandard
 
-    key = entry.manifest.get("archive", {}).get("key") or prefix(entry.name, entry.id) + ARCHIVE
-    try:
-        with storage.open(key) as raw:
-            with zstandard.ZstdDecompressor().stream_reader(raw) as zin:
+    label = f"snapshot {entry.name}/{entry.id}"
+    archive = entry.archive
+    with open_verified(storage, archive.key, size=archive.size, sha256=archive.sha256, label=label) as raw:
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as zin:
                 with tarfile.open(fileobj=zin, mode="r|") as tar:
                     for info in tar:
                         if not info.isfile():
                             continue
                         f = tar.extractfile(info)
                         yield info.name, f.read() if f else b""
-    except (tarfile.TarError, zstandard.ZstdError) as exc:
-        raise StorageError(f"snapshot {entry.name}/{entry.id} is damaged: {exc}") from None
+        except MaintainerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - damaged bytes break tarfile in many ways
+            raw.verify()  # altered in storage: say that, not how the damage showed
+            if not isinstance(exc, (tarfile.TarError, zstandard.ZstdError, EOFError)):
+                raise
+            raise StorageError(f"{label} is damaged (its SHA-256 matches, so it was stored that way): "
+                               f"{exc}") from None
+        raw.verify()
 
 
 def delete_snapshot(storage: Storage, entry: SnapshotEntry) -> None:
     """Manifest first: from that moment the snapshot no longer exists, even if the rest stays."""
-    storage.delete(prefix(entry.name, entry.id) + MANIFEST)
-    storage.delete(prefix(entry.name, entry.id) + ARCHIVE)
+    SNAPSHOTS.delete(storage, entry.name, entry.id)

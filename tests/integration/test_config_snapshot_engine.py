@@ -140,3 +140,34 @@ def test_secrets_never_reach_the_stored_snapshot_and_the_spec_is_complete(
     assert f"gone: {container.name}" in printed
     assert (out / "files" / str(srv / "compose.yaml").lstrip("/")).exists()
     assert (out / "engine" / "containers" / f"{container.name}.json").exists()
+
+
+def test_a_snapshot_altered_in_s3_is_refused_on_restore_with_one_line(s3_server, s3_bucket, tmp_path, capsys):
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    (srv / "compose.yaml").write_text("services:\n  api:\n    image: contrivance/api:1\n" + "# padding\n" * 100)
+    cfg = tmp_path / "schedules.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "storage": {"s3": {"url": f"s3://{s3_bucket}/m", "endpoint_url": s3_server.endpoint_url,
+                           "region": s3_server.region, "path_style": True,
+                           "access_key_id": s3_server.access_key, "secret_access_key": s3_server.secret_key}},
+        "jobs": {"snapshot": {"type": "config_snapshot", "schedule": "0 4 * * *", "storage": "s3",
+                              "paths": [str(srv)]}}}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(cfg), "run", "--json", "snapshot"])
+    assert exit_.value.code == 0
+    snapshot_id = json.loads(capsys.readouterr().out)["details"]["snapshot_id"]
+    s3 = s3_server.client()
+    key = f"m/snapshots/snapshot/{snapshot_id}/snapshot.tar.zst"
+    body = bytearray(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=bytes(body))
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(cfg), "snapshot", "restore", "--id", snapshot_id, "--to", str(tmp_path / "out")])
+
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert err.splitlines() == [err.strip()]
+    assert err.startswith(f"Error: snapshot snapshot/{snapshot_id}: SHA-256 mismatch")
+    assert not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,7 @@ def test_a_snapshot_run_removes_what_a_failed_run_left_but_not_a_fresh_one(tmp_p
 
 def test_an_archive_whose_manifest_cannot_be_written_is_removed_at_once(tmp_path):
     from maintainer.errors import StorageError
+    from maintainer.snapshot.manifest import SnapshotManifest
     from maintainer.snapshot.store import write_snapshot
 
     real = open_storage(Config.model_validate({"storage": {"local": {"url": f"file://{tmp_path / 'store'}"}},
@@ -186,6 +188,8 @@ def test_an_archive_whose_manifest_cannot_be_written_is_removed_at_once(tmp_path
             raise StorageError(f"put {key}: disk full")
 
     with pytest.raises(StorageError):
-        write_snapshot(ManifestFails(), "snapshot", "20260101T000000Z", {"files/a": b"x"}, {"id": "20260101T000000Z"})
+        write_snapshot(ManifestFails(), "snapshot", "20260101T000000Z", {"files/a": b"x"},
+                       SnapshotManifest(id="20260101T000000Z", name="snapshot", job="snapshot", content_hash="sha256:0",
+                                        created=datetime(2026, 1, 1, tzinfo=timezone.utc), maintainer_version="test"))
 
     assert [p for p in (tmp_path / "store").rglob("*") if p.is_file()] == []
