@@ -6,7 +6,7 @@ apply retention.
 from __future__ import annotations
 
 from maintainer import __version__
-from maintainer.cli.output import human_size
+from maintainer.units import human_size
 from maintainer.config.jobs import ConfigSnapshotJob as ConfigSnapshotSpec
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 
