@@ -151,10 +151,6 @@ def job_states(config: "Config", history: "History | None") -> dict[str, JobStat
     return states
 
 
-def _jobs_of(config: "Config", database: str, type_: str) -> list[str]:
-    return [n for n, s in config.jobs.items() if s.type == type_ and database in getattr(s, "databases", [])]
-
-
 def gather_databases(config: "Config", history: "History | None" = None,
                      open_storage: Callable | None = None) -> dict[str, DatabaseState]:
     """Read the catalog of every storage the database's jobs use. Storage
@@ -167,7 +163,7 @@ def gather_databases(config: "Config", history: "History | None" = None,
     opened: dict[str, Any] = {}
     states: dict[str, DatabaseState] = {}
     for db in config.databases:
-        state = DatabaseState(db, _jobs_of(config, db, "pg_backup"), _jobs_of(config, db, "restore_drill"))
+        state = DatabaseState(db, config.jobs_covering(db, "pg_backup"), config.jobs_covering(db, "restore_drill"))
         storages = []
         for job in state.backup_jobs + state.drill_jobs:
             name = config.jobs[job].storage

@@ -16,11 +16,7 @@ def _backup_storages(config, storage_name: str | None) -> list[str]:
             known = ", ".join(sorted(config.storage)) or "none"
             raise UsageError(f"no storage named '{storage_name}' in the configuration (storage: {known})")
         return [storage_name]
-    names = []
-    for spec in config.jobs.values():
-        if spec.type == "pg_backup" and spec.storage not in names:
-            names.append(spec.storage)
-    return names or sorted(config.storage)
+    return config.backup_storages() or sorted(config.storage)
 
 
 @click.command()

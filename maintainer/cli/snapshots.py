@@ -14,11 +14,12 @@ from maintainer.errors import ConfigError, UsageError
 
 def _snapshot_jobs(config, job: str | None) -> list[tuple[str, object]]:
     """(job name, spec) of the config_snapshot jobs asked for; ConfigError if there are none."""
-    jobs = [(n, s) for n, s in config.jobs.items() if s.type == "config_snapshot"]
+    every = config.jobs_of_type("config_snapshot")
+    jobs = list(every.items())
     if job is not None:
         jobs = [(n, s) for n, s in jobs if n == job]
         if not jobs:
-            known = ", ".join(n for n, s in config.jobs.items() if s.type == "config_snapshot") or "none"
+            known = ", ".join(every) or "none"
             raise ConfigError(f"no config_snapshot job named '{job}' (config_snapshot jobs: {known})")
     if not jobs:
         raise ConfigError(f"{config.source or 'the configuration'} has no config_snapshot job")

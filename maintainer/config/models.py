@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
@@ -173,3 +173,28 @@ class Config(Strict):
 
     def database(self, name: str) -> DatabaseSpec:
         return self.databases[name]
+
+    # Questions about the jobs, answered here once rather than by comparing type
+    # strings wherever they are asked.
+
+    def jobs_of_type(self, type_: str) -> dict[str, Any]:
+        """The jobs of one type (``pg_backup``, ``config_snapshot``...), by name, in file order."""
+        return {name: spec for name, spec in self.jobs.items() if spec.type == type_}
+
+    def jobs_covering(self, database: str, type_: str) -> list[str]:
+        """Names of the ``type_`` jobs (pg_backup, restore_drill) whose databases include ``database``."""
+        return [name for name, spec in self.jobs_of_type(type_).items() if database in spec.databases]
+
+    def backup_storage_of(self, database: str) -> str | None:
+        """The storage the first pg_backup job of ``database`` writes to."""
+        names = self.jobs_covering(database, "pg_backup")
+        return self.jobs[names[0]].storage if names else None
+
+    def backup_job_into(self, database: str, storage: str) -> str | None:
+        """The name of a pg_backup job that backs ``database`` up into ``storage``."""
+        return next((name for name in self.jobs_covering(database, "pg_backup")
+                     if self.jobs[name].storage == storage), None)
+
+    def backup_storages(self) -> list[str]:
+        """Every storage a pg_backup job writes to, in file order, each once."""
+        return list(dict.fromkeys(spec.storage for spec in self.jobs_of_type("pg_backup").values()))

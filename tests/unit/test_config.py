@@ -237,3 +237,23 @@ def test_validate_reads_weekdays_as_cron_does():
     assert next_run("30 5 * * 0", "UTC", now).strftime("%a %d") == "Sun 29"
     assert next_run("30 5 * * 7", "UTC", now).strftime("%a %d") == "Sun 29"
     assert next_run("0 2 * * 1", "UTC", now).strftime("%a %d") == "Mon 30"
+
+
+def test_the_config_answers_which_jobs_back_up_and_drill_a_database():
+    from maintainer.config.loader import parse_config
+
+    config = parse_config("""
+storage: {a: {url: "file:///tmp/a"}, b: {url: "file:///tmp/b"}}
+databases: {shop: {}, blog: {}}
+jobs:
+  nightly: {type: pg_backup, schedule: "@daily", databases: [shop, blog], storage: a}
+  offsite: {type: pg_backup, schedule: "@weekly", databases: [shop], storage: b}
+  drill: {type: restore_drill, schedule: "@daily", databases: [shop], storage: a}
+  snap: {type: config_snapshot, schedule: "@daily", storage: b, paths: [/etc/hostname]}
+""")
+    assert config.jobs_covering("shop", "pg_backup") == ["nightly", "offsite"]
+    assert config.jobs_covering("blog", "restore_drill") == []
+    assert config.backup_storage_of("shop") == "a" and config.backup_storage_of("none") is None
+    assert config.backup_job_into("shop", "b") == "offsite" and config.backup_job_into("blog", "b") is None
+    assert config.backup_storages() == ["a", "b"]
+    assert list(config.jobs_of_type("config_snapshot")) == ["snap"]
