@@ -15,6 +15,8 @@ from typing import Iterable, Iterator
 
 from maintainer.errors import DockerError
 
+# The label Docker Compose puts on every container, volume and network of a project.
+COMPOSE_PROJECT = "com.docker.compose.project"
 
 
 def _socket_path(base_url: str) -> str | None:

@@ -18,10 +18,10 @@ from typing import Iterable, Literal
 
 from maintainer.config.jobs import DockerPruneJob
 from maintainer.config.types import format_duration
+from maintainer.dockerapi import COMPOSE_PROJECT
 from maintainer.images.reference import normalize_tag
 from maintainer.prune.state import PREDEFINED_NETWORKS, EngineState
 
-COMPOSE_PROJECT = "com.docker.compose.project"
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 TRUE = frozenset({"true", "1", "yes", "on"})
 

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from maintainer.dockerapi import docker_errors
+from maintainer.dockerapi import COMPOSE_PROJECT, docker_errors
 from maintainer.snapshot.mask import Masker
 
 SECRET_DIRS: tuple[str, ...] = ("/run/secrets",)
 MAX_FILE_BYTES = 16 * 1024 * 1024
 MAX_TOTAL_BYTES = 256 * 1024 * 1024  # configs are small; more means a wrong path (a data directory)
-COMPOSE_PROJECT = "com.docker.compose.project"
 
 
 @dataclass
