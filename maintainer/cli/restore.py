@@ -1,8 +1,8 @@
 """`maintainer restore`: the incident-time restore. Plans, confirms, hands off.
 
 The work is in maintainer.restore.plan (what to do) and maintainer.restore.incident
-(doing it); this module parses flags, asks for confirmation, shows progress and
-prints the plan or the summary.
+(doing it, through maintainer.restore.engine); this module parses flags, asks for
+confirmation, shows progress and prints the plan or the summary.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ log = get_logger("restore")
 @click.option("--target-dsn", metavar="DSN", help="Restore to this server instead of the configured one.")
 @click.option("--jobs", "-j", "parallel_jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Parallel pg_restore jobs.")
-@click.option("--temp-dir", metavar="DIR", help="Where the verified dump is kept during the restore [default: $TMPDIR].")
+@click.option("--temp-dir", metavar="DIR",
+              help="Where a local pg_restore's verified dump is kept during the restore [default: $TMPDIR].")
 @click.option("--dry-run", is_flag=True, help="Print the plan; touch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or summary as JSON.")
 @pass_app
@@ -52,8 +53,8 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     <name>_restored_<timestamp> and the command prints how to switch.
     """
     from maintainer.backup.catalog import find_backup, newest_verified
+    from maintainer.restore.engine import pg_restore_client
     from maintainer.restore.incident import apply_restore, target_from_dsn, target_from_spec
-    from maintainer.restore.pg_restore import choose_client, describe_client
     from maintainer.restore.plan import plan_restore
     from maintainer.signals import cancel_on_signals
     from maintainer.storage import open_storage
@@ -73,11 +74,11 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     spec = config.databases[database]
     target = target_from_dsn(target_dsn, spec.dbname or database) if target_dsn else target_from_spec(spec, database)
     # pg_restore as new as the backup's server: local, or a container/exec client per the database's client: config
-    client = choose_client(spec, database, entry.manifest.server_version, entry.manifest.server_major)
+    client = pg_restore_client(spec, database, entry.manifest)
     now = datetime.now(timezone.utc)
     plan = plan_restore(database, entry, why, target, replace=replace, safety_backup=not no_safety_backup,
                         terminate_connections=terminate_connections, parallel_jobs=parallel_jobs,
-                        client=describe_client(client), now=now, client_kind=client.kind)
+                        client=client.describe("pg_restore"), now=now, placement=client.placement)
     if dry_run:
         if as_json:
             print_json({"dry_run": True, **plan.to_dict()})
@@ -89,7 +90,7 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     if replace and not yes:
         _confirm(target.dbname, target.display)
 
-    with cancel_on_signals() as cancel, _progress_for(as_json) as progress:
+    with cancel_on_signals() as cancel, _progress_for(as_json) as progress, client:
         safety = (lambda: _safety_backup(config, database, storage_name, cancel)) if plan.safety_backup else None
         try:
             summary = apply_restore(plan, storage, client=client, progress=progress, safety_backup=safety,
@@ -140,9 +141,8 @@ def _storage(config, database: str, name: str | None) -> str:
         if name not in config.storage:
             raise UsageError(f"--storage {name}: no such storage in {config.source or 'the config'}")
         return name
-    for job in config.jobs.values():
-        if job.type == "pg_backup" and database in job.databases:
-            return job.storage
+    if (storage := config.backup_storage_of(database)) is not None:
+        return storage
     if len(config.storage) == 1:
         return next(iter(config.storage))
     raise UsageError("cannot tell which storage holds the backups; choose one with --storage NAME")
@@ -171,15 +171,14 @@ def _safety_backup(config, database: str, storage_name: str, cancel) -> str:
     (exit 1) when it fails: the live database is then left as it is."""
     from maintainer.runner import run_job
 
-    job_name, spec = next(((n, j) for n, j in config.jobs.items()
-                           if j.type == "pg_backup" and database in j.databases and j.storage == storage_name),
-                          (None, None))
-    if spec is None:
+    job_name = config.backup_job_into(database, storage_name)
+    if job_name is None:
         raise ConfigError(f"no pg_backup job backs up {database} into {storage_name}, so no safety backup can be taken",
                           hint="add one, or pass --no-safety-backup")
     # Only this database, and no retention: an incident is no time to delete backups.
-    spec = spec.model_copy(update={"databases": [database],
-                                   "retention": spec.retention.model_copy(update={"keep_last": 10**9})})
+    job = config.jobs[job_name]
+    spec = job.model_copy(update={"databases": [database],
+                                  "retention": job.retention.model_copy(update={"keep_last": 10**9})})
     result = run_job(config, f"{job_name}-safety", spec=spec, cancel=cancel)
     if not result.ok:
         raise JobError(f"safety backup of {database} failed, so {database} was not replaced: {'; '.join(result.errors)}",

@@ -52,7 +52,7 @@ class Globals:
 
 
 class PgBackupJob(Job):
-    type_name = "pg_backup"
+    type_name = PgBackupSpec.type_name
     spec: PgBackupSpec
 
     def run(self, ctx: RunContext) -> JobResult:

@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 from maintainer.backup.catalog import BackupNotFound, find_backup, write_verification
-from maintainer.cli.output import human_duration, human_size
+from maintainer.units import human_duration, human_size
+from maintainer.config.jobs import RestoreDrillJob as RestoreDrillSpec
 from maintainer.errors import Interrupted, MaintainerError
 from maintainer.jobs.base import Job, JobResult, RunContext
 
 
 class RestoreDrillJob(Job):
-    type_name = "restore_drill"
+    type_name = RestoreDrillSpec.type_name
 
     def run(self, ctx: RunContext) -> JobResult:
         from maintainer.restore.checks import checks_for

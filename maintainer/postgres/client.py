@@ -1,120 +1,285 @@
-"""Which pg_dump to run, and running it: locally, in a throwaway container, or by docker exec.
+"""Which PostgreSQL client tools to run, and where: locally, in a throwaway container, or by docker exec.
 
-A dump is never made with a client older than the server. ``choose_client``
-reads the server's major version and picks, per ``client.mode``:
+A dump is never made (nor restored) with a client older than the server.
+``choose_client`` reads the server's major version and picks, per ``client.mode``:
 
-- ``local``: the newest local pg_dump (PATH, /usr/lib/postgresql/*/bin) if it is new enough;
+- ``local``: the newest local tool (PATH, /usr/lib/postgresql/*/bin) if it is new enough;
 - ``container``: a throwaway container of ``client.image`` ("postgres:{major}") on
   ``client.network``, removed afterwards whatever happens;
 - ``exec``: ``docker exec`` into the database container ``client.container``;
 - ``auto``: local if new enough, else container, else exec (when a container is named).
 
-Every started process is a DumpProcess (see ``process``). Passwords travel in
-the environment.
+Each way is one PgClient class with the same few methods: ``start`` a tool (a
+DumpProcess, see ``process``), the server's address as the tool sees it, and
+``put_file``/``remove_dir`` for files the tool reads (a restore's dump). Passwords
+travel in the environment, never on a command line. A client holds no Docker
+connection between calls: each process, copy or workspace opens its own and
+closes it when done, so nothing is left open whoever forgets ``close``.
 """
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import os
-import re
+import posixpath
+import secrets
 import shutil
-import subprocess
-from dataclasses import dataclass
+import tempfile
+import threading
+from abc import ABC, abstractmethod
 from functools import lru_cache
+from typing import Callable, Iterable, Iterator
 
 from maintainer.config.models import DatabaseSpec
-from maintainer.dockerapi import docker_errors
+from maintainer.dockerapi import connect as docker_connection
+from maintainer.dockerapi import docker_errors, tar_stream
 from maintainer.errors import DockerError, JobError
+from maintainer.logs import get_logger
 from maintainer.postgres.connection import ServerVersion
-from maintainer.postgres.process import LABELS, ContainerProcess, DumpProcess, ExecProcess, LocalProcess
+from maintainer.postgres.process import ContainerProcess, DumpProcess, ExecProcess, LocalProcess, Workspace
+from maintainer.postgres.versions import exec_client_version, image_client_version, local_clients
+
+log = get_logger("postgres.client")
+StderrListener = Callable[[bytes], None] | None
 
 
-def _parse_version(text: str) -> tuple[int, str] | None:
-    m = re.search(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?", text) or re.search(r"(\d+)\.(\d+)", text)
-    if not m:
-        return None
-    major = int(m.group(1))
-    return major, f"{m.group(1)}.{m.group(2)}" if m.group(2) else m.group(1)
+class PgClient(ABC):
+    """pg_dump, pg_dumpall and pg_restore of one version, and where and how they run.
 
-
-@lru_cache(maxsize=8)
-def local_clients(tool: str = "pg_dump") -> tuple[tuple[int, str, str], ...]:
-    """(major, version, path) of every local ``tool`` found, newest first.
-
-    Versioned installs come before PATH, and Debian's pg_wrapper (the perl
-    script /usr/bin/pg_dump points to) is used only when nothing else is
-    installed: starting perl first cost 0.15 s per tool run, and the real
-    binary's directory also holds the matching pg_dumpall.
+    ``host``/``port`` are the server as the tools see it; ``user`` connects.
+    Use as a context manager (or call ``close``) to remove what it keeps running.
     """
-    paths = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))
-    paths += sorted(glob.glob(f"/usr/pgsql-*/bin/{tool}")) + [f"/usr/local/pgsql/bin/{tool}"]
-    found = shutil.which(tool)
-    wrapper = found is not None and os.path.basename(os.path.realpath(found)) == "pg_wrapper"
-    out = _probe(paths + ([found] if found and not wrapper else []))
-    if not out and found and wrapper:
-        out = _probe([found])
-    return tuple(sorted(out, key=lambda c: c[0], reverse=True))
 
-
-def _probe(paths: list[str]) -> list[tuple[int, str, str]]:
-    """(major, version, path) of each runnable binary, by its ``--version``."""
-    seen, out = set(), []
-    for path in paths:
-        real = os.path.realpath(path)
-        if real in seen or not os.access(path, os.X_OK):
-            continue
-        seen.add(real)
-        try:
-            text = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if parsed := _parse_version(text):
-            out.append((parsed[0], parsed[1], path))
-    return out
-
-
-# ------------------------------------------------------------------ clients
-
-
-@dataclass
-class Client:
-    """A pg_dump/pg_dumpall of a known version, and where and how it runs."""
-
-    kind: str  # local | container | exec
-    version: str
-    major: int
-    spec: DatabaseSpec
-    path_dir: str | None = None  # local: directory of the binaries
-    image: str | None = None
-    network: str | None = None
-    container: str | None = None
-    docker_client: object | None = None
+    def __init__(self, version: str, major: int, host: str, port: int, user: str):
+        self.version = version
+        self.major = major
+        self.host = host
+        self.port = port
+        self.user = user
 
     @property
+    @abstractmethod
     def description(self) -> str:
-        return {"local": "local", "container": f"container:{self.image}", "exec": f"exec:{self.container}"}[self.kind]
+        """Short, for the manifest: "local", "container:IMAGE" or "exec:CONTAINER"."""
+
+    @abstractmethod
+    def describe(self, tool: str) -> str:
+        """How a plan names ``tool`` run through this client."""
+
+    @property
+    @abstractmethod
+    def placement(self) -> str:
+        """Where ``put_file`` puts files, for a plan ("a temporary file", ...)."""
 
     def target(self) -> tuple[str, int]:
         """Host and port of the server as this client sees it."""
-        c = self.spec.client
-        if self.kind == "exec":
-            return c.host or "127.0.0.1", c.port or 5432
-        if self.kind == "container":
-            return c.host or self.spec.host, c.port or self.spec.port
-        return self.spec.host, self.spec.port
+        return self.host, self.port
 
     def connection_args(self, dbname: str) -> list[str]:
         host, port = self.target()
-        return ["--host", host, "--port", str(port), "--username", self.spec.user, "--no-password", "--dbname", dbname]
+        return ["--host", host, "--port", str(port), "--username", self.user, "--no-password", "--dbname", dbname]
 
-    def start(self, tool: str, args: list[str], env: dict[str, str]) -> DumpProcess:
-        if self.kind == "local":
-            exe = os.path.join(self.path_dir, tool) if self.path_dir else tool
-            return LocalProcess([*_stdout_buffer(), exe, *args], env)
-        if self.kind == "container":
-            return ContainerProcess(self.docker_client, self.image, [tool, *args], env, self.network)
-        return ExecProcess(self.docker_client, self.container, [tool, *args], env)
+    @abstractmethod
+    def start(self, tool: str, args: list[str], env: dict[str, str], on_stderr: StderrListener = None) -> DumpProcess:
+        """Run ``tool args`` with ``env`` (passwords go here); DatabaseError/DockerError if it cannot start."""
+
+    @abstractmethod
+    def make_dir(self, parent: str | None = None) -> str:
+        """A fresh private directory name for ``put_file`` (``parent``: a local client's
+        place for it, default $TMPDIR; containers use their /tmp)."""
+
+    @abstractmethod
+    def put_file(self, directory: str, name: str, size: int, chunks: Iterable[bytes]) -> str:
+        """Stream exactly ``size`` bytes into ``directory/name`` where this client's tools
+        read files, holding one chunk at a time; the path. An exception from ``chunks``
+        (a checksum mismatch, a cancel) propagates and leaves no complete file."""
+
+    @abstractmethod
+    def remove_dir(self, directory: str) -> None:
+        """Delete ``directory`` and what was put there; best effort, logged, never raises."""
+
+    def close(self) -> None:
+        """Remove whatever this client still keeps running (idempotent)."""
+
+    def __enter__(self) -> "PgClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+Client = PgClient  # the name pg_backup's annotations use
+
+
+class LocalClient(PgClient):
+    """The tools installed on this machine, in ``path_dir`` (or on PATH)."""
+
+    def __init__(self, version: str, major: int, host: str, port: int, user: str, path_dir: str | None = None):
+        super().__init__(version, major, host, port, user)
+        self.path_dir = path_dir
+
+    description = "local"
+    placement = "a temporary file"
+
+    def describe(self, tool: str) -> str:
+        return f"local {tool} {self.version}"
+
+    def start(self, tool, args, env, on_stderr=None):
+        exe = os.path.join(self.path_dir, tool) if self.path_dir else tool
+        return LocalProcess([*_stdout_buffer(), exe, *args], env, on_stderr)
+
+    def make_dir(self, parent=None):
+        return tempfile.mkdtemp(prefix="maintainer-restore-", dir=parent)
+
+    def put_file(self, directory, name, size, chunks):
+        path = os.path.join(directory, name)
+        with open(path, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        return path
+
+    def remove_dir(self, directory):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class _DockerClient(PgClient):
+    """What the container and exec clients share: files copied in as a tar stream."""
+
+    def __init__(self, version: str, major: int, host: str, port: int, user: str, docker_client=None):
+        super().__init__(version, major, host, port, user)
+        self._borrowed = docker_client  # used as is and left open; else one connection per call
+
+    @contextlib.contextmanager
+    def _docker(self) -> Iterator[object]:
+        if self._borrowed is not None:
+            yield self._borrowed
+            return
+        docker_client = docker_connection()
+        try:
+            yield docker_client
+        finally:
+            docker_client.close()
+
+    def _connection(self) -> tuple[object, bool]:
+        """A Docker connection for a new process or workspace, and whether that one closes it."""
+        if self._borrowed is not None:
+            return self._borrowed, False
+        return docker_connection(), True
+
+    def make_dir(self, parent=None):
+        return f"/tmp/maintainer-restore-{secrets.token_hex(4)}"
+
+    def _copy_into(self, docker_client, container: str, directory: str, name: str, size: int,
+                   chunks: Iterable[bytes]) -> str:
+        return copy_into(docker_client, container, directory, name, size, chunks, where=self.placement)
+
+
+class ContainerClient(_DockerClient):
+    """Each tool in a throwaway container of ``image`` on ``network``, removed when it
+    ends. Once a file is put, a workspace container holds it and the tools run
+    beside it by docker exec until ``remove_dir``/``close`` removes it."""
+
+    def __init__(self, version: str, major: int, host: str, port: int, user: str, image: str,
+                 network: str | None, docker_client=None):
+        super().__init__(version, major, host, port, user, docker_client)
+        self.image = image
+        self.network = network
+        self._workspace: Workspace | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def description(self) -> str:
+        return f"container:{self.image}"
+
+    placement = "the pg_restore container (removed afterwards)"
+
+    def describe(self, tool: str) -> str:
+        where = f" on network {self.network}" if self.network else ""
+        return f"{tool} {self.version} in a throwaway container of {self.image}{where}"
+
+    def start(self, tool, args, env, on_stderr=None):
+        docker_client, owned = self._connection()
+        if self._workspace is not None and self._workspace.id is not None:
+            return ExecProcess(docker_client, self._workspace.id, [tool, *args], env, on_stderr, close_docker=owned)
+        return ContainerProcess(docker_client, self.image, [tool, *args], env, self.network, on_stderr,
+                                close_docker=owned)
+
+    def put_file(self, directory, name, size, chunks):
+        with self._lock:
+            if self._workspace is None:
+                docker_client, owned = self._connection()
+                self._workspace = Workspace(docker_client, self.image, self.network, close_docker=owned)
+            workspace = self._workspace
+        if workspace.id is None:
+            raise DockerError(f"copy {name} into {self.placement}: the container was removed")
+        return self._copy_into(workspace.docker_client, workspace.id, directory, name, size, chunks)
+
+    def remove_dir(self, directory):
+        self.close()  # the workspace exists only for its files
+
+    def close(self):
+        with self._lock:
+            workspace, self._workspace = self._workspace, None
+        if workspace is not None:
+            workspace.remove()
+
+
+class ExecClient(_DockerClient):
+    """Each tool by docker exec in a running container (the database's own, or a
+    drill server), as ``run_as`` (default: the container's user)."""
+
+    def __init__(self, version: str, major: int, host: str, port: int, user: str, container: str,
+                 docker_client=None, run_as: str | None = None):
+        super().__init__(version, major, host, port, user, docker_client)
+        self.container = container
+        self.run_as = run_as
+
+    @property
+    def description(self) -> str:
+        return f"exec:{self.container}"
+
+    @property
+    def placement(self) -> str:
+        return f"the database container {self.container} (deleted afterwards)"
+
+    def describe(self, tool: str) -> str:
+        return f"{tool} {self.version} by docker exec in {self.container}"
+
+    def start(self, tool, args, env, on_stderr=None):
+        docker_client, owned = self._connection()
+        return ExecProcess(docker_client, self.container, [tool, *args], env, on_stderr, user=self.run_as,
+                           close_docker=owned)
+
+    def put_file(self, directory, name, size, chunks):
+        with self._docker() as docker_client:
+            return self._copy_into(docker_client, self.container, directory, name, size, chunks)
+
+    def remove_dir(self, directory):
+        """As root: the copy belongs to root whoever the container's user is."""
+        try:
+            with self._docker() as docker_client:
+                api = docker_client.api
+                api.exec_start(api.exec_create(self.container, ["rm", "-rf", directory], user="root")["Id"])
+        except Exception as exc:  # noqa: BLE001 - the restore's own outcome matters more
+            log.warning("client.cleanup_failed", container=self.container, path=directory, error=str(exc))
+
+
+def copy_into(docker_client, container: str, directory: str, name: str, size: int, chunks: Iterable[bytes], *,
+              where: str, make_dir: bool = True) -> str:
+    """Stream exactly ``size`` bytes into ``directory/name`` in ``container`` as one tar
+    member, never holding the file whole; the path. With ``make_dir`` the archive
+    also creates ``directory`` (a fresh one: an existing directory's mode is reset).
+    DockerError (``where`` names the container) when the engine refuses."""
+    if make_dir:
+        parent, base = posixpath.split(directory.rstrip("/"))
+        entries = [(base, 0, None), (f"{base}/{name}", size, chunks)]
+    else:
+        parent, entries = directory, [(name, size, chunks)]
+    with docker_errors(f"copy {name} into {where}"):
+        ok = docker_client.api.put_archive(container, parent or "/", tar_stream(entries))
+    if not ok:
+        raise DockerError(f"copy {name} into {where}: refused by the engine")
+    return f"{directory.rstrip('/')}/{name}"
 
 
 @lru_cache(maxsize=1)
@@ -130,76 +295,54 @@ def _stdout_buffer() -> tuple[str, ...]:
     return (found, "--output=1M") if found else ()
 
 
-def _docker():
-    from maintainer.dockerapi import connect
-
-    return connect()
-
-
-def _image_client_version(docker_client, image: str, tool: str = "pg_dump") -> tuple[int, str]:
-    import docker.errors
-
-    with docker_errors(f"use image {image}"):
-        try:
-            docker_client.images.get(image)
-        except docker.errors.ImageNotFound:
-            docker_client.images.pull(image)
-        out = docker_client.containers.run(image, ["--version"], entrypoint=[tool], remove=True,
-                                           labels=LABELS, stdout=True, stderr=True)
-    parsed = _parse_version(out.decode(errors="replace"))
-    if not parsed:
-        raise DockerError(f"image {image}: {tool} --version said nothing usable")
-    return parsed
+def _probe_docker(probe: Callable, *args) -> tuple[int, str]:
+    """``probe(docker_client, *args)`` on a Docker connection of its own, closed after."""
+    docker_client = docker_connection()
+    try:
+        return probe(docker_client, *args)
+    finally:
+        docker_client.close()
 
 
-def _exec_client_version(docker_client, container: str, tool: str = "pg_dump") -> tuple[int, str]:
-    with docker_errors(f"docker exec {tool} --version in container {container}"):
-        result = docker_client.containers.get(container).exec_run([tool, "--version"])
-    parsed = _parse_version(result.output.decode(errors="replace")) if result.exit_code == 0 else None
-    if not parsed:
-        raise DockerError(f"container {container}: {tool} --version failed: {result.output.decode(errors='replace').strip()[:200]}")
-    return parsed
-
-
-def choose_client(spec: DatabaseSpec, name: str, server: ServerVersion, tool: str = "pg_dump") -> Client:
+def choose_client(spec: DatabaseSpec, name: str, server: ServerVersion, tool: str = "pg_dump") -> PgClient:
     """A client at least as new as the server, per ``spec.client.mode``; JobError
     naming the versions found and what to configure when there is none. ``tool``
     is the binary whose version decides (pg_restore for a restore)."""
     mode = spec.client.mode
     need = server.major
     tried: list[str] = []
+    c = spec.client
 
     if mode in ("auto", "local"):
         locals_ = local_clients(tool)
-        usable = [c for c in locals_ if c[0] >= need]
+        usable = [found for found in locals_ if found[0] >= need]
         if usable:
-            exact = [c for c in usable if c[0] == need]
+            exact = [found for found in usable if found[0] == need]
             major, version, path = (exact or usable)[0]
-            return Client("local", version, major, spec, path_dir=os.path.dirname(path))
+            return LocalClient(version, major, spec.host, spec.port, spec.user, path_dir=os.path.dirname(path))
         tried.append(f"local {tool} " + (", ".join(v for _, v, _ in locals_) if locals_ else "not installed"))
 
     if mode in ("auto", "container"):
-        image = spec.client.image.replace("{major}", str(need))
+        image = c.image.replace("{major}", str(need))
         try:
-            docker_client = _docker()
-            major, version = _image_client_version(docker_client, image, tool)
+            major, version = _probe_docker(image_client_version, image, tool)
             if major >= need:
-                return Client("container", version, major, spec, image=image, network=spec.client.network,
-                              docker_client=docker_client)
+                return ContainerClient(version, major, c.host or spec.host, c.port or spec.port, spec.user,
+                                       image=image, network=c.network)
             tried.append(f"{tool} {version} in image {image}")
         except DockerError as exc:
             tried.append(f"container client unavailable ({exc.message})")
 
-    if mode == "exec" or (mode == "auto" and spec.client.container):
-        if not spec.client.container:
+    if mode == "exec" or (mode == "auto" and c.container):
+        if not c.container:
             raise JobError(f"database {name}: client.mode is exec but client.container is not set",
                            hint=f"set databases.{name}.client.container to the database's container name")
         try:
-            docker_client = _docker()
-            major, version = _exec_client_version(docker_client, spec.client.container, tool)
+            major, version = _probe_docker(exec_client_version, c.container, tool)
             if major >= need:
-                return Client("exec", version, major, spec, container=spec.client.container, docker_client=docker_client)
-            tried.append(f"{tool} {version} in container {spec.client.container}")
+                return ExecClient(version, major, c.host or "127.0.0.1", c.port or 5432, spec.user,
+                                  container=c.container)
+            tried.append(f"{tool} {version} in container {c.container}")
         except DockerError as exc:
             tried.append(f"exec client unavailable ({exc.message})")
 

@@ -1,4 +1,4 @@
-"""Run pg_dump or pg_dumpall through a Client straight into a storage writer.
+"""Run pg_dump or pg_dumpall through a PgClient straight into a storage writer.
 
 The tool's stdout goes through zstd and SHA-256 into the writer (see
 backup.pipeline). A watcher kills the tool (or removes its container) as soon
@@ -14,12 +14,12 @@ import threading
 from maintainer import redact
 from maintainer.backup.pipeline import StreamResult, store_stream
 from maintainer.errors import DatabaseError, Interrupted
-from maintainer.postgres.client import Client
+from maintainer.postgres.client import PgClient
 from maintainer.postgres.process import DumpProcess
 from maintainer.storage.base import Writer
 
 
-def run_into(client: Client, tool: str, args: list[str], env: dict[str, str], writer: Writer, *,
+def run_into(client: PgClient, tool: str, args: list[str], env: dict[str, str], writer: Writer, *,
              level: int, cancel: threading.Event, what: str, threads: int = 0,
              hash_raw: bool = False) -> StreamResult:
     """Stream ``tool args`` into ``writer``; DatabaseError with the tool's own reason on failure."""

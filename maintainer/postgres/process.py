@@ -1,9 +1,11 @@
-"""The processes a dump runs in: a local subprocess, a throwaway container, or docker exec.
+"""The processes a client tool runs in: a local subprocess, a throwaway container, or docker exec.
 
-Each is a DumpProcess: a byte stream of the tool's stdout, a kill that works from
-another thread (a cancel), and ``finish()`` that returns the exit code and removes
-whatever was started. Container output is read through the engine's multiplexed
-attach stream as it comes, never buffered whole.
+Each is a DumpProcess: a byte stream of the tool's stdout, its stderr (kept in a
+bounded tail, and handed as it comes to an optional listener), a kill that works
+from another thread (a cancel), and ``finish()`` that returns the exit code and
+removes whatever was started. Container output is read through the engine's
+multiplexed attach stream as it comes, never buffered whole. A process given
+``close_docker`` closes that Docker connection when it finishes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import struct
 import subprocess
 import threading
 from abc import ABC, abstractmethod
+from typing import Callable
 
 from maintainer.dockerapi import docker_errors
 from maintainer.errors import DatabaseError
@@ -25,14 +28,20 @@ LABELS = {"maintainer.role": "pg-client"}
 
 
 class DumpProcess(ABC):
-    """A running client tool. ``read`` its stdout until b''; then ``finish``."""
+    """A running client tool. ``read`` its stdout until b''; then ``finish``.
 
-    def __init__(self) -> None:
+    ``on_stderr`` gets every stderr chunk as it arrives (from the reading thread,
+    or for a local process from its stderr thread)."""
+
+    def __init__(self, on_stderr: Callable[[bytes], None] | None = None) -> None:
         self._stderr: collections.deque[bytes] = collections.deque()
         self._stderr_len = 0
+        self._on_stderr_chunk = on_stderr
         self.killed = False
 
     def _add_stderr(self, data: bytes) -> None:
+        if self._on_stderr_chunk is not None:
+            self._on_stderr_chunk(data)
         self._stderr.append(data)
         self._stderr_len += len(data)
         while self._stderr_len > STDERR_KEEP and len(self._stderr) > 1:
@@ -60,8 +69,8 @@ class DumpProcess(ABC):
 
 
 class LocalProcess(DumpProcess):
-    def __init__(self, argv: list[str], env: dict[str, str]):
-        super().__init__()
+    def __init__(self, argv: list[str], env: dict[str, str], on_stderr: Callable[[bytes], None] | None = None):
+        super().__init__(on_stderr)
         base = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -178,27 +187,62 @@ class _Multiplexed:
             pass
 
 
+def remove_container(api, container_id: str) -> None:
+    """Force-remove a container with its volumes and wait (bounded) until the engine
+    says it is gone; safe from any thread, for a container that is already gone too."""
+    import docker.errors
+
+    for _ in range(100):
+        try:
+            api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except Exception:  # noqa: BLE001 - "removal in progress", or the engine is busy
+            pass
+        try:
+            api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        except Exception:  # noqa: BLE001 - the engine is gone: nothing more we can do
+            return
+        threading.Event().wait(0.2)
+
+
+def _create(api, name: str, image: str, argv: list[str], env: dict[str, str], network: str | None) -> str:
+    """Create (not start) a labelled client container running ``argv``; its id."""
+    host_config = api.create_host_config(network_mode=network) if network else api.create_host_config()
+    return api.create_container(image, command=argv[1:], entrypoint=[argv[0]], environment=env,
+                                host_config=host_config, labels=LABELS, name=name, stdin_open=False, tty=False)["Id"]
+
+
+def _close_quietly(docker_client) -> None:
+    try:
+        docker_client.close()
+    except Exception:  # noqa: BLE001 - a connection that will not close is no reason to fail
+        pass
+
+
 class ContainerProcess(DumpProcess):
     """A throwaway container running the tool; stdout streamed through the attach socket."""
 
-    def __init__(self, docker_client, image: str, argv: list[str], env: dict[str, str], network: str | None):
-        super().__init__()
+    def __init__(self, docker_client, image: str, argv: list[str], env: dict[str, str], network: str | None,
+                 on_stderr: Callable[[bytes], None] | None = None, *, close_docker: bool = False):
+        super().__init__(on_stderr)
+        self.docker_client = docker_client if close_docker else None
         self.api = docker_client.api
         self.name = f"maintainer-pgclient-{secrets.token_hex(4)}"
         self.id: str | None = None
         self._remove_lock = threading.Lock()
-        with docker_errors(f"start {argv[0]} in a container of {image}"):
-            host_config = self.api.create_host_config(network_mode=network) if network else self.api.create_host_config()
-            self.id = self.api.create_container(
-                image, command=argv[1:], entrypoint=[argv[0]], environment=env, host_config=host_config,
-                labels=LABELS, name=self.name, stdin_open=False, tty=False)["Id"]
-            try:
+        try:
+            with docker_errors(f"start {argv[0]} in a container of {image}"):
+                self.id = _create(self.api, self.name, image, argv, env, network)
                 sock = self.api.attach_socket(self.id, params={"stdout": 1, "stderr": 1, "stream": 1})
                 self.stream = _Multiplexed(sock, self._add_stderr)
                 self.api.start(self.id)
-            except BaseException:
-                self._remove()
-                raise
+        except BaseException:
+            self._remove()
+            self._close_docker()
+            raise
 
     def read(self, n: int) -> bytes:
         return self.stream.read(n)
@@ -211,26 +255,14 @@ class ContainerProcess(DumpProcess):
         self._remove()
 
     def _remove(self) -> None:
-        """Force-remove the container and wait (bounded) until the engine says it is gone."""
         if self.id is None:
             return
-        import docker.errors
-
         with self._remove_lock:
-            for _ in range(100):
-                try:
-                    self.api.remove_container(self.id, force=True, v=True)
-                except docker.errors.NotFound:
-                    return
-                except Exception:  # noqa: BLE001 - "removal in progress", or the engine is busy
-                    pass
-                try:
-                    self.api.inspect_container(self.id)
-                except docker.errors.NotFound:
-                    return
-                except Exception:  # noqa: BLE001 - the engine is gone: nothing more we can do
-                    return
-                threading.Event().wait(0.2)
+            remove_container(self.api, self.id)
+
+    def _close_docker(self) -> None:
+        if self.docker_client is not None:
+            _close_quietly(self.docker_client)
 
     def finish(self) -> int:
         try:
@@ -241,24 +273,33 @@ class ContainerProcess(DumpProcess):
                 return int(self.api.wait(self.id, timeout=60).get("StatusCode", -1))
         finally:
             self._remove()
+            self._close_docker()
 
 
 class ExecProcess(DumpProcess):
-    """The tool run by ``docker exec`` in the database's own container."""
+    """The tool run by ``docker exec`` in a running container (the database's own,
+    or a client's workspace), as ``user`` (default: the container's)."""
 
     MARK = "maintainer-pid:"
 
-    def __init__(self, docker_client, container: str, argv: list[str], env: dict[str, str]):
-        super().__init__()
+    def __init__(self, docker_client, container: str, argv: list[str], env: dict[str, str],
+                 on_stderr: Callable[[bytes], None] | None = None, *, user: str | None = None,
+                 close_docker: bool = False):
+        super().__init__(on_stderr)
+        self.docker_client = docker_client if close_docker else None
         self.api = docker_client.api
         self.container = container
         self.pid: str | None = None
         self._stderr_head = b""
         script = f'echo "{self.MARK}$$" >&2; exec "$@"'
-        with docker_errors(f"docker exec {argv[0]} in container {container}"):
-            self.exec_id = self.api.exec_create(container, ["sh", "-c", script, "sh", *argv], environment=env,
-                                                stdout=True, stderr=True)["Id"]
-            sock = self.api.exec_start(self.exec_id, socket=True)
+        try:
+            with docker_errors(f"docker exec {argv[0]} in container {container}"):
+                self.exec_id = self.api.exec_create(container, ["sh", "-c", script, "sh", *argv], environment=env,
+                                                    stdout=True, stderr=True, user=user or "")["Id"]
+                sock = self.api.exec_start(self.exec_id, socket=True)
+        except BaseException:
+            self._close_docker()
+            raise
         self.stream = _Multiplexed(sock, self._on_stderr)
 
     def _on_stderr(self, data: bytes) -> None:
@@ -287,13 +328,55 @@ class ExecProcess(DumpProcess):
                 pass
         self.stream.close()
 
+    def _close_docker(self) -> None:
+        if self.docker_client is not None:
+            _close_quietly(self.docker_client)
+
     def finish(self) -> int:
         self.stream.close()
-        with docker_errors(f"inspect docker exec in {self.container}"):
-            for _ in range(100):  # the exit code lags the stream's end by a moment
-                info = self.api.exec_inspect(self.exec_id)
-                if not info.get("Running"):
-                    code = info.get("ExitCode")
-                    return -1 if code is None else int(code)
-                threading.Event().wait(0.1)
-        return -1
+        try:
+            with docker_errors(f"inspect docker exec in {self.container}"):
+                pause = 0.01
+                for _ in range(150):  # the exit code lags the stream's end by a moment
+                    info = self.api.exec_inspect(self.exec_id)
+                    if not info.get("Running"):
+                        code = info.get("ExitCode")
+                        return -1 if code is None else int(code)
+                    threading.Event().wait(pause)
+                    pause = min(pause * 2, 0.1)
+            return -1
+        finally:
+            self._close_docker()
+
+
+class Workspace:
+    """A throwaway container of a client image that only sleeps, so that files can
+    be copied into it and tools run beside them by ``docker exec`` (a container
+    client's pg_restore reads its dump there). Labelled like every client
+    container; ``remove`` (idempotent, any thread) takes it with its volumes and,
+    given ``close_docker``, closes its Docker connection."""
+
+    def __init__(self, docker_client, image: str, network: str | None, *, close_docker: bool = False):
+        self.docker_client = docker_client
+        self.close_docker = close_docker
+        self.api = docker_client.api
+        self.name = f"maintainer-pgclient-{secrets.token_hex(4)}"
+        self.id: str | None = None
+        self._lock = threading.Lock()
+        try:
+            with docker_errors(f"start a client container of {image}"):
+                # Sleeps until removed; a restore may take many hours.
+                self.id = _create(self.api, self.name, image, ["sleep", "2147483647"], {}, network)
+                self.api.start(self.id)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        with self._lock:
+            if self.id is not None:
+                remove_container(self.api, self.id)
+                self.id = None
+            if self.close_docker:
+                self.close_docker = False
+                _close_quietly(self.docker_client)

@@ -6,9 +6,11 @@ and CPU limits, server settings for a disposable restore, and publishes its
 port on 127.0.0.1 only (or none at all when it joins a configured network).
 
 It is removed with its volumes on every path: success, failure, timeout and
-SIGTERM (``Watchdog`` removes it from a second thread while the main thread is
-blocked in a restore), and ``sweep_leftovers`` removes drill containers of
-crashed runs, never those of drills still running elsewhere on the engine.
+SIGTERM (the drill's ``engine.Watchdog`` calls ``remove`` from a second thread
+while the main thread is blocked in a restore), and ``sweep_leftovers`` removes
+drill containers of crashed runs, never those of drills still running elsewhere
+on the engine. The restore into it runs through the same engine as an incident
+restore, by docker exec (see maintainer.restore.drill).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from maintainer.dockerapi import docker_errors, tar_stream
+from maintainer.dockerapi import docker_errors
 from maintainer.errors import DockerError, Interrupted, JobError
 from maintainer.logs import get_logger
+from maintainer.postgres.client import copy_into
 
 log = get_logger("restore.container")
 
@@ -278,10 +281,8 @@ class DrillContainer:
     def put_file(self, directory: str, name: str, size: int, chunks: Iterable[bytes]) -> None:
         """Stream ``size`` bytes into ``directory/name`` as one tar member, without
         holding the file in memory. The stream must yield exactly ``size`` bytes."""
-        with docker_errors(f"copy {name} into drill container {self.name}"):
-            ok = self.container.put_archive(directory, tar_stream([(name, size, chunks)]))
-        if not ok:
-            raise DockerError(f"copy {name} into drill container {self.name}: refused by the engine")
+        copy_into(self.client, self.container.id, directory, name, size, chunks,
+                  where=f"drill container {self.name}", make_dir=False)
 
     def put_bytes(self, directory: str, name: str, data: bytes) -> None:
         self.put_file(directory, name, len(data), [data])
@@ -302,51 +303,3 @@ class DrillContainer:
             self.removed = True
         log.info("drill.container_removed", container=self.name)
         return time.monotonic() - started
-
-
-class Watchdog:
-    """Removes the drill container when the run is cancelled or its time is up.
-
-    The main thread may be blocked in a long restore; removing the container
-    ends that call, and ``check`` then raises Interrupted or a timeout JobError.
-    """
-
-    def __init__(self, drill: DrillContainer, cancel: threading.Event, timeout: float | None):
-        self.drill = drill
-        self.cancel = cancel
-        self.timeout = timeout
-        self.fired: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="drill-watchdog", daemon=True)
-
-    def __enter__(self) -> "Watchdog":
-        self._started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _watch(self) -> None:
-        deadline = None if self.timeout is None else self._started + self.timeout
-        while not self._stop.is_set():
-            if self.cancel.is_set():
-                self.fired = "cancelled"
-            elif deadline is not None and time.monotonic() >= deadline:
-                self.fired = "timeout"
-            if self.fired:
-                try:
-                    self.drill.remove()
-                except Exception as exc:  # noqa: BLE001 - the main thread removes again
-                    log.warning("drill.remove_failed", container=self.drill.name, error=str(exc))
-                return
-            self._stop.wait(0.1)
-
-    def check(self) -> None:
-        """Raise if the watchdog fired: Interrupted on cancel, JobError on timeout."""
-        if self.fired == "cancelled":
-            raise Interrupted("drill stopped by a signal; its container was removed")
-        if self.fired == "timeout":
-            raise JobError(f"drill timed out after {self.timeout:.0f} s; its container was removed")
-

@@ -1,8 +1,10 @@
 """One restore drill of one backup: restore into a throwaway server, verify, record.
 
-The order matters for trust: the dump is streamed into the container while
-its SHA-256 is computed, and pg_restore only starts once the whole object
-matched the manifest. Checks are reported by name:
+The restore is maintainer.restore.engine's, the same as an incident restore's,
+through a docker exec client in the drill server: the dump is streamed into
+the container while its SHA-256 is computed, pg_restore only starts once the
+whole object matched the manifest, and ``pg_restore --create`` brings the
+database back under its own name. Checks are reported by name:
 
     checksum        every stored object matched its SHA-256
     globals         roles and other globals restored (existing roles kept)
@@ -26,17 +28,15 @@ from maintainer.backup.catalog import BackupEntry
 from maintainer.backup.manifest import CheckResult, Verification
 from maintainer.errors import Interrupted, JobError
 from maintainer.logs import get_logger
+from maintainer.postgres.client import ExecClient
 from maintainer.restore.checks import Check, run_checks
-from maintainer.restore.container import DrillContainer, DrillSettings, Watchdog
-from maintainer.restore.globals import apply_globals
-from maintainer.restore.stream import ChecksumMismatch, VerifiedObject
+from maintainer.restore.container import DrillContainer, DrillSettings
+from maintainer.restore.engine import CREATE, EXISTING, Destination, PgRestoreFailed, Restore, Watchdog
+from maintainer.restore.stream import ChecksumMismatch
 from maintainer.restore.verify import compare_object_counts, compare_row_counts, run_amcheck
 from maintainer.storage.base import Storage
 
 log = get_logger("restore.drill")
-
-DUMP_DIR = "/tmp"
-DUMP_NAME = "maintainer-drill.pgcustom"
 
 
 @dataclass
@@ -106,12 +106,13 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
     t0 = time.monotonic()
     drill = DrillContainer.start(client, settings)
     try:
-        with Watchdog(drill, cancel, options.timeout) as watchdog:
+        with Watchdog(cancel, drill.remove, timeout=options.timeout, what="drill",
+                      aftermath="its container was removed") as watchdog:
             try:
                 drill.wait_ready(cancel)
                 timings.ready = time.monotonic() - t0
                 t1 = time.monotonic()
-                bytes_restored = _restore(drill, storage, entry, options, results, phases)
+                bytes_restored = _restore(drill, storage, entry, options, results, phases, cancel)
                 timings.restore = time.monotonic() - t1
                 if all(r.passed for r in results):
                     t2 = time.monotonic()
@@ -138,52 +139,45 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
 
 
 def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, options: DrillOptions,
-             results: list[CheckResult], phases: dict[str, float]) -> int:
-    """Globals, then the verified dump into the container, then pg_restore. Appends
-    the checksum, globals and pg_restore checks; returns bytes restored."""
+             results: list[CheckResult], phases: dict[str, float], cancel: threading.Event) -> int:
+    """Globals, the verified dump into the container, then pg_restore --create there.
+    Appends the checksum, globals and pg_restore checks; returns bytes restored."""
     manifest = entry.manifest
-    dump = manifest.object("dump")
-    if dump is None:
+    if manifest.object("dump") is None:
         results.append(CheckResult(name="checksum", passed=False, detail="the manifest lists no dump object"))
         return 0
-    restored = 0
-    globals_sql = None
+    # As user postgres over the server's socket, like a person at the drill server would.
+    client = ExecClient(str(manifest.server_major), manifest.server_major, "127.0.0.1", 5432, "postgres",
+                        container=drill.name, docker_client=drill.client, run_as="postgres")
+    # --create brings the database back with its own owner, encoding and settings.
+    dest = Destination(dbname=manifest.dbname, pg_restore_args=["--dbname=postgres", "--username=postgres"],
+                       env={"PGPASSWORD": drill.password}, connect=drill.connect,
+                       how=EXISTING if manifest.dbname == "postgres" else CREATE)
+    restore = Restore(client, storage, manifest, dest, jobs=options.parallel_jobs, cancel=cancel)
+    failure: PgRestoreFailed | None = None
     try:
-        if (obj := manifest.object("globals")) is not None:
-            globals_sql = VerifiedObject(storage, obj, label=f"{entry.database}/{entry.id} globals").read_all()
-            restored += len(globals_sql)
-        reader = VerifiedObject(storage, dump, label=f"{entry.database}/{entry.id} dump")
-        t = time.monotonic()
-        drill.put_file(DUMP_DIR, DUMP_NAME, dump.raw_size, reader.chunks())
-        phases["copy_seconds"] = round(time.monotonic() - t, 3)
-        restored += reader.raw_bytes
+        restore.run()
     except ChecksumMismatch as exc:
         results.append(CheckResult(name="checksum", passed=False, detail=exc.message))
-        return restored
+        return restore.globals_bytes + restore.raw_bytes
+    except PgRestoreFailed as exc:
+        failure = exc
+    finally:
+        phases.update(restore.seconds)
     results.append(CheckResult(name="checksum", passed=True,
                                detail=f"{len(manifest.objects)} objects match their SHA-256"))
-    if globals_sql is not None:
-        with drill.connect() as conn:
-            report = apply_globals(conn, globals_sql.decode())
-        results.append(CheckResult(name="globals", passed=report.ok, detail=report.describe()))
-    # --create brings the database back with its own owner, encoding and settings.
-    target = ["--dbname=postgres"] if manifest.dbname == "postgres" else ["--create", "--dbname=postgres"]
-    t = time.monotonic()
-    code, output = drill.exec(["pg_restore", "--exit-on-error", *target, f"--jobs={options.parallel_jobs}",
-                               "--username=postgres", f"{DUMP_DIR}/{DUMP_NAME}"])
-    phases["pg_restore_seconds"] = round(time.monotonic() - t, 3)
-    if code == 0:
+    if restore.globals is not None:
+        results.append(CheckResult(name="globals", passed=restore.globals.ok, detail=restore.globals.describe()))
+    if failure is None:
         results.append(CheckResult(name="pg_restore", passed=True,
                                    detail=f"all steps succeeded ({options.parallel_jobs} parallel jobs)"))
     else:
-        lines = [ln for ln in output.splitlines() if ln.strip()]
-        error = next((ln for ln in lines if "error" in ln.lower()), lines[-1] if lines else f"exit code {code}")
+        error = failure.reason
         if drill.out_of_memory():
             error = (f"the drill container ran out of memory ({options.memory // 1024**2} MiB): "
                      "raise memory, or set tmpfs: false")
-        results.append(CheckResult(name="pg_restore", passed=False, detail=f"exit code {code}: {error.strip()}"))
-    drill.exec(["rm", "-f", f"{DUMP_DIR}/{DUMP_NAME}"], user="root")
-    return restored
+        results.append(CheckResult(name="pg_restore", passed=False, detail=f"exit code {failure.code}: {error}"))
+    return restore.globals_bytes + restore.raw_bytes
 
 
 def _verify(drill: DrillContainer, entry: BackupEntry, checks: Sequence[Check], options: DrillOptions,

@@ -1,16 +1,26 @@
-"""Restoring ``pg_dumpall --globals-only`` output: roles first, existing ones left alone.
+"""The SQL a restore runs itself, beside pg_restore: globals and database-level statements.
 
-Roles that already exist on the target keep their attributes and password
-(the restore must not reset the password of the user it connects as, nor of
-live application roles); missing roles are created as they were. Other
-statements (memberships, settings, tablespaces) run one by one; one that
-fails is reported and the rest go on, like ``psql`` without ON_ERROR_STOP.
+Globals (``pg_dumpall --globals-only`` output): roles that already exist on the
+target keep their attributes and password (the restore must not reset the
+password of the user it connects as, nor of live application roles); missing
+roles are created as they were. Other statements (memberships, settings,
+tablespaces) run one by one; one that fails is reported and the rest go on,
+like ``psql`` without ON_ERROR_STOP.
+
+Database-level statements (owner, settings, grants, comment), which pg_restore
+emits only with --create: a restore into a new database name takes them from
+the dump and renames them to the new database (``database_statements``), and
+runs them the same way, a failure reported, not fatal.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from maintainer.logs import get_logger
+
+log = get_logger("restore.globals")
 
 _ROLE_STMT = re.compile(r'^(?:CREATE|ALTER)\s+ROLE\s+("(?:[^"]|"")+"|[^\s;]+)', re.IGNORECASE)
 _SKIP_PREFIXES = ("\\",)  # psql meta-commands such as \restrict, \connect
@@ -129,3 +139,63 @@ def apply_globals(conn, sql: str) -> GlobalsReport:
                 continue
             report.errors.append(first)
     return report
+
+
+_DATABASE_NAME = re.compile(r'\bDATABASE\s+("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)')
+_DATABASE_STATEMENTS = ("ALTER DATABASE", "ALTER ROLE", "GRANT", "REVOKE", "COMMENT ON DATABASE", "SECURITY LABEL")
+
+
+def database_statements(sql_text: str, new_name: str) -> list[str]:
+    """The database-level statements of ``pg_restore --create`` output (owner,
+    settings, per-role settings, grants, comment), made to name ``new_name``
+    instead of the dumped database. Pure. CREATE DATABASE and psql
+    meta-commands are left out, and so is any statement that would still name
+    the dumped database after the rename (it must never reach the live one)."""
+    created = re.search(r"^CREATE DATABASE\s+(\"(?:[^\"]|\"\")+\"|\S+)", sql_text, re.MULTILINE)
+    if not created:
+        return []
+    old = created.group(1)
+    new = '"' + new_name.replace('"', '""') + '"'
+    out = []
+    for statement in split_statements(sql_text):
+        if not statement.upper().startswith(_DATABASE_STATEMENTS):
+            continue
+        code = _mask_literals(statement)  # a name inside a comment's text is not a reference
+        m = _DATABASE_NAME.search(code)
+        if m is None or m.group(1) != old:
+            continue
+        renamed = statement[:m.start(1)] + new + statement[m.end(1):]
+        if any(other.group(1) == old for other in _DATABASE_NAME.finditer(_mask_literals(renamed))):
+            # Still names the dumped database: never run it against the live one.
+            log.warning("restore.database_statement_skipped", reason="names the dumped database twice")
+            continue
+        out.append(renamed)
+    return out
+
+
+def _mask_literals(statement: str) -> str:
+    """``statement`` with the inside of every '...' literal blanked, same length."""
+    def blank(m: re.Match) -> str:
+        text = m.group(0)
+        return text if text.startswith('"') else "'" + " " * (len(text) - 2) + "'"
+
+    # "..." identifiers are matched first so that the ' in "o'reilly" opens no literal.
+    return re.sub(r'"(?:[^"]|"")*"|\'(?:[^\']|\'\')*\'', blank, statement)
+
+
+def apply_database_statements(admin, statements: list[str]) -> str:
+    """Run them one by one on an autocommit connection; a failure (a missing role,
+    say) is reported in the returned text and logged, not fatal."""
+    import psycopg
+
+    applied, errors = 0, []
+    for statement in statements:
+        try:
+            admin.execute(statement)
+            applied += 1
+        except psycopg.Error as exc:
+            errors.append((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    if errors:
+        log.warning("restore.database_settings_errors", errors=errors)
+    text = f"{applied} statements applied"
+    return text + (f"; {len(errors)} failed: " + "; ".join(errors[:3]) if errors else "")

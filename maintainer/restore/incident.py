@@ -3,17 +3,17 @@
 Safe by default: the backup is always restored into a new database first. With
 ``replace`` the live database is then renamed to ``<name>_replaced_<ts>`` (kept,
 never dropped) and the new one takes its name, in two quick renames once no
-session uses it. The dump is verified in full (SHA-256) while it is written to
-a temporary file, before pg_restore reads any of it; the file is needed for
-parallel pg_restore and is removed afterwards. Which pg_restore runs, and how,
-is maintainer.restore.pg_restore's business.
+session uses it. The restore itself is maintainer.restore.engine's: the dump
+verified in full (SHA-256) on its way to pg_restore, before pg_restore reads
+any of it, then pg_restore into the new database and the dump's database-level
+settings renamed to it. This module adds the checks before, the safety backup,
+the row counts and the switch-over, and drops the new database on any failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,12 +26,10 @@ from maintainer.backup.manifest import CheckResult
 from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
 from maintainer.logs import get_logger
-from maintainer.postgres.client import Client
+from maintainer.postgres.client import PgClient
 from maintainer.postgres.connection import password_used
-from maintainer.restore.globals import apply_globals
-from maintainer.restore.pg_restore import Progress, apply_database_statements, database_statements, run_pg_restore
+from maintainer.restore.engine import NEW, Destination, Progress, Restore
 from maintainer.restore.plan import RestorePlan, Target
-from maintainer.restore.stream import VerifiedObject
 from maintainer.restore.verify import compare_row_counts
 from maintainer.storage.base import Storage
 
@@ -108,13 +106,13 @@ def database_exists(conn, dbname: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is not None
 
 
-def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progress: Progress | None = None,
+def apply_restore(plan: RestorePlan, storage: Storage, *, client: PgClient, progress: Progress | None = None,
                   safety_backup: Callable[[], str] | None = None, temp_dir: str | None = None,
                   cancel: threading.Event | None = None) -> RestoreSummary:
     """Do what the plan says, running pg_restore through ``client`` (see choose_client).
     Raises a MaintainerError with context on any failure; on a failure before the
     switch-over, the live database is untouched and the half-restored new database
-    is dropped (and a pg_restore container removed)."""
+    is dropped (and whatever the client copied or started is removed)."""
     progress = progress or Progress()
     cancel = cancel or threading.Event()
     started = time.monotonic()
@@ -123,8 +121,7 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
     summary = RestoreSummary(database=plan.database, backup_id=m.id, verified=plan.backup.verified,
                              backup_age_seconds=plan.backup_age_seconds, restore_into=plan.restore_into,
                              live_database=target.dbname, replaced_name=plan.replaced_name, target=target.display)
-    dump = m.object("dump")
-    if dump is None:
+    if m.object("dump") is None:
         raise JobError(f"backup {m.database}/{m.id} has no dump object in its manifest")
     with connect(target, "postgres") as admin:
         if target.password is None and (used := password_used(admin)) is not None:
@@ -138,6 +135,7 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
                 raise JobError(f"--replace: database {target.dbname} does not exist on {target.display}",
                                hint="without --replace the backup is restored into a new database")
             _require_no_sessions(admin, target.dbname, plan.terminate_connections)
+        owner = _owner_of(admin, target.dbname)
 
     if plan.safety_backup:
         if safety_backup is None:
@@ -146,45 +144,35 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
         summary.safety_backup = safety_backup()
         summary.steps_done.append(f"safety backup {summary.safety_backup}")
 
-    with tempfile.TemporaryDirectory(prefix="maintainer-restore-", dir=temp_dir) as tmp:
-        path = os.path.join(tmp, "dump.pgcustom")
-        progress.phase("download and verify", total=dump.raw_size)
-        reader = VerifiedObject(storage, dump, label=f"{m.database}/{m.id} dump")
-        with open(path, "wb") as fh:
-            for chunk in reader.chunks():
-                if cancel.is_set():
-                    raise Interrupted("restore stopped during the download; nothing was changed")
-                fh.write(chunk)
-                progress.advance(len(chunk))
-        summary.bytes_restored = reader.raw_bytes
-        summary.steps_done.append(f"downloaded and verified {reader.stored_bytes} stored bytes")
+    env = {"PGAPPNAME": "maintainer-restore"}
+    if target.password:
+        env["PGPASSWORD"] = target.password
+    dsn = _client_dsn(target, client, plan.restore_into)
+    dest = Destination(dbname=plan.restore_into, pg_restore_args=[f"--dbname={dsn}"], env=env,
+                       connect=lambda dbname: connect(target, dbname), how=NEW, owner=owner)
+    restore = Restore(client, storage, m, dest, jobs=plan.parallel_jobs, progress=progress, cancel=cancel,
+                      temp_dir=temp_dir)
+    try:
+        restore.run()
+        summary.bytes_restored = restore.raw_bytes
+        summary.globals = restore.globals.describe() if restore.globals else ""
+        summary.steps_done += [f"downloaded and verified {restore.stored_bytes} stored bytes",
+                               f"created database {plan.restore_into}"]
+        if restore.database_settings:
+            summary.database_settings = restore.database_settings
+            summary.steps_done.append(f"database settings and grants: {summary.database_settings}")
+        with connect(target, plan.restore_into) as conn:
+            from maintainer.postgres.inventory import row_counts
 
-        with connect(target, "postgres") as admin:
-            if (gobj := m.object("globals")) is not None:
-                progress.phase("globals")
-                report = apply_globals(admin, VerifiedObject(storage, gobj).read_all().decode())
-                summary.globals = report.describe()
-                if not report.ok:
-                    log.warning("restore.globals_errors", errors=report.errors)
-            owner = _owner_of(admin, target.dbname)
-            admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0{}").format(
-                sql.Identifier(plan.restore_into),
-                sql.SQL(" OWNER {}").format(sql.Identifier(owner)) if owner else sql.SQL("")))
-        summary.steps_done.append(f"created database {plan.restore_into}")
-        try:
-            database_sql = run_pg_restore(plan, client, path, progress, cancel)
-            if statements := database_statements(database_sql, plan.restore_into):
-                with connect(target, "postgres") as admin:
-                    summary.database_settings = apply_database_statements(admin, statements)
-                summary.steps_done.append(f"database settings and grants: {summary.database_settings}")
-            with connect(target, plan.restore_into) as conn:
-                from maintainer.postgres.inventory import row_counts
-
-                actual = {t: c.rows for t, c in row_counts(conn).items()}
-            summary.row_check = compare_row_counts(m.row_counts, actual, tolerance=0.1)
-        except BaseException:
-            _drop_quietly(target, plan.restore_into)
+            actual = {t: c.rows for t, c in row_counts(conn).items()}
+        summary.row_check = compare_row_counts(m.row_counts, actual, tolerance=0.1)
+    except BaseException as exc:
+        if not restore.created:
             raise
+        _drop_quietly(target, plan.restore_into)
+        if isinstance(exc, Interrupted):
+            raise Interrupted(f"{exc.message}; the new database {plan.restore_into} was dropped") from None
+        raise
     if summary.row_check is not None and not summary.row_check.passed and plan.replace:
         _drop_quietly(target, plan.restore_into)
         raise JobError(f"restored copy does not match the manifest ({summary.row_check.detail}); "
@@ -200,6 +188,19 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: Client, progre
     log.info("restore.finished", database=plan.database, backup=m.id, restore_into=plan.restore_into,
              replaced=plan.replace, duration=round(summary.duration, 3))
     return summary
+
+
+def _client_dsn(target: Target, client: PgClient, dbname: str) -> str:
+    """The target as the client's pg_restore reaches it: at the server's host and
+    port as the client sees them (see PgClient.target); a --target-dsn as given."""
+    if target.from_dsn:
+        return target.dsn(dbname)
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    host, port = client.target()
+    params = conninfo_to_dict(target.conninfo)
+    params.update(host=host, port=str(port), dbname=dbname)
+    return make_conninfo(**params)
 
 
 def _require_no_sessions(admin, dbname: str, terminate: bool) -> None:

@@ -44,7 +44,7 @@ class RestorePlan:
     client: str  # "local pg_restore N", "pg_restore N in a throwaway container of IMAGE ..."
     now: datetime
     steps: list[str] = field(default_factory=list)
-    client_kind: str = "local"  # local | container | exec (maintainer.postgres.client.Client.kind)
+    placement: str = "a temporary file"  # where the dump goes for pg_restore (PgClient.placement)
 
     @property
     def backup_age_seconds(self) -> float:
@@ -69,26 +69,24 @@ def restored_name(dbname: str, now: datetime, suffix: str = "restored") -> str:
 
 def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *, replace: bool,
                  safety_backup: bool, terminate_connections: bool, parallel_jobs: int, client: str,
-                 now: datetime, client_kind: str = "local") -> RestorePlan:
+                 now: datetime, placement: str = "a temporary file") -> RestorePlan:
     into = restored_name(target.dbname, now)
     plan = RestorePlan(database=database, backup=entry, why=why, target=target, restore_into=into,
                        replace=replace, replaced_name=restored_name(target.dbname, now, "replaced") if replace else None,
                        safety_backup=replace and safety_backup, terminate_connections=terminate_connections,
-                       parallel_jobs=parallel_jobs, client=client, now=now, client_kind=client_kind)
+                       parallel_jobs=parallel_jobs, client=client, now=now, placement=placement)
     m = entry.manifest
-    steps = [f"download {m.database}/{m.id} from storage, checking the SHA-256 of every object"]
+    steps = []
     if replace:
         steps.append(f"check that no other session uses {target.dbname}"
                      + (" (terminate them)" if terminate_connections else " (refuse if any)"))
         if plan.safety_backup:
             steps.append(f"take a safety backup of the current {target.dbname} into the same storage")
+    steps.append(f"download {m.database}/{m.id} from storage into {placement}, checking the SHA-256 of every "
+                 "object (pg_restore starts only once all of the dump matched)")
     if m.object("globals") is not None:
         steps.append("restore roles and other globals (existing roles are kept as they are)")
     steps.append(f"create database {into} on {target.display}")
-    if client_kind != "local":
-        steps.append("copy the verified dump into the pg_restore " +
-                     ("container (removed afterwards)" if client_kind == "container"
-                      else "database container (deleted afterwards)"))
     steps.append(f"pg_restore --exit-on-error --jobs={parallel_jobs} into {into} ({client})")
     steps.append(f"apply the dump's database-level settings, grants and comment to {into} "
                  "(ALTER DATABASE ... SET, GRANT ... ON DATABASE)")

@@ -8,7 +8,7 @@ import pytest
 
 from maintainer.backup import catalog
 from maintainer.config.models import Config
-from maintainer.restore.pg_restore import database_statements
+from maintainer.restore.globals import database_statements
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
@@ -148,15 +148,17 @@ class CancelAt:
         pass
 
 
-@pytest.mark.parametrize("phase", ["copy to pg_restore", "pg_restore"])
+@pytest.mark.parametrize("phase", ["download and verify", "pg_restore"])
 def test_a_cancel_removes_the_pg_restore_container_and_the_new_database(
         pg17_on_network, docker_network, docker_client, tmp_path, phase):
+    """The dump streams straight into the pg_restore container: a cancel while it
+    streams, or while pg_restore runs, leaves neither a container nor a database."""
     import threading
     from datetime import datetime, timezone
 
     from maintainer.errors import Interrupted
+    from maintainer.restore.engine import pg_restore_client
     from maintainer.restore.incident import apply_restore, target_from_spec
-    from maintainer.restore.pg_restore import choose_client, describe_client
     from maintainer.restore.plan import plan_restore
 
     data = config_data(tmp_path, pg17_on_network, container_client(docker_network))
@@ -165,10 +167,11 @@ def test_a_cancel_removes_the_pg_restore_container_and_the_new_database(
     storage = open_storage(config.storage["main"], name="main")
     entry, why = catalog.find_backup(storage, "contrivance")
     spec = config.databases["contrivance"]
-    client = choose_client(spec, "contrivance", entry.manifest.server_version, entry.manifest.server_major)
+    client = pg_restore_client(spec, "contrivance", entry.manifest)
     plan = plan_restore("contrivance", entry, why, target_from_spec(spec, "contrivance"), replace=False,
                         safety_backup=False, terminate_connections=False, parallel_jobs=2,
-                        client=describe_client(client), now=datetime.now(timezone.utc), client_kind=client.kind)
+                        client=client.describe("pg_restore"), now=datetime.now(timezone.utc),
+                        placement=client.placement)
     before = databases(pg17_on_network)
     cancel = threading.Event()
     progress = CancelAt(phase, cancel)

@@ -15,8 +15,7 @@ from maintainer.backup.pipeline import store_stream
 from maintainer.errors import StorageError, UsageError
 from maintainer.postgres.dump import MemoryWriter
 from maintainer.restore import container
-from maintainer.restore.globals import plan_globals, role_of, split_statements
-from maintainer.restore.pg_restore import database_statements
+from maintainer.restore.globals import database_statements, plan_globals, role_of, split_statements
 from maintainer.restore.plan import Target, plan_restore, restored_name
 from maintainer.restore.stream import ChecksumMismatch, VerifiedObject
 from maintainer.restore.verify import compare_object_counts, compare_row_counts
@@ -89,9 +88,11 @@ def test_database_statements_rename_quoted_names_and_never_keep_one_that_still_n
         'ALTER DATABASE "Shop\'s Prod_restored_1" SET search_path TO \'shop\';',
         'GRANT CONNECT ON DATABASE "Shop\'s Prod_restored_1" TO "o\'reilly";']
 
-    glued = ("CREATE DATABASE shop;\n"
-             "COMMENT ON DATABASE shop IS 'a copy of DATABASE shop';\n")
-    assert database_statements(glued, "shop_restored_1") == []
+    glued = ("CREATE DATABASE shop WITH TEMPLATE = template0;\n"
+             "COMMENT ON DATABASE shop IS 'a copy of DATABASE shop';\n"
+             "ALTER DATABASE shop SET work_mem TO '8MB'; ALTER DATABASE shop OWNER TO app;\n")
+    assert database_statements(glued, "shop_restored_1") == [
+        "COMMENT ON DATABASE \"shop_restored_1\" IS 'a copy of DATABASE shop';"]
 
 
 def test_existing_roles_are_kept_and_missing_ones_created():
