@@ -10,7 +10,7 @@ from typing import Any, Iterable, Sequence
 import click
 
 from maintainer import redact
-from maintainer.units import human_duration, human_size
+from maintainer.units import human_duration, human_size  # noqa: F401 - re-exported for the commands
 
 
 def echo(text: str = "", *, err: bool = False) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,8 +25,7 @@ from maintainer.storage.s3 import S3Storage
 from support.docker_resources import docker_labels, unique_name
 from support.s3 import S3Endpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from test_drill_support import load_contrivance  # noqa: E402 - the shared Contrivance loader
+from support.pgdata import load_contrivance
 
 pytestmark = pytest.mark.e2e
 

@@ -16,18 +16,10 @@ from maintainer.backup.manifest import TableCount
 from maintainer.config.models import Config
 from maintainer.runner import run_job
 
-from test_drill_support import (REPO, config_data, drill_containers, load_contrivance, make_backup, s3_config, storage_of,
-                                test_labels, write_config)
+from support.scenarios import (REPO, config_data, drill_containers, load_contrivance, make_backup, s3_config, storage_of,
+                                drill_job, test_labels, write_config)
 
 pytestmark = pytest.mark.integration
-
-
-def drill_job(**overrides) -> dict:
-    job = {"type": "restore_drill", "schedule": "30 5 * * 0", "databases": ["contrivance"], "storage": "s3",
-           "image": "maintainer-test/postgres:{major}", "checks_dir": str(REPO / "restore" / "checks"),
-           "memory": "2g", "cpus": 1, "labels": test_labels()}
-    job.update(overrides)
-    return job
 
 
 @pytest.fixture

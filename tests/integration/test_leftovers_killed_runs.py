@@ -24,7 +24,7 @@ from maintainer.jobs.pg_backup import apply_retention, remove_leftovers
 from maintainer.storage import open_storage
 from maintainer.storage.base import ABANDONED_AFTER
 
-from test_pg_backup_support import db_entry, fill_random, pg_dump_pids, s3_storage, wait_for
+from support.pgdata import db_entry, fill_random, pg_dump_pids, s3_storage, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from maintainer.backup import catalog
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_pg_backup_support import REPO, config_for, db_entry, load_contrivance, snapshot_counts
+from support.pgdata import REPO, config_for, db_entry, load_contrivance, snapshot_counts
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ import pytest
 
 from support.docker_resources import docker_labels, unique_name
 from support.postgres import remove_postgres, start_postgres
-from test_drill_support import REPO, write_config
+from support.scenarios import REPO, write_config
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,6 @@ exactly counted, and restores into an empty server with owners and grants."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,7 @@ from maintainer.backup import catalog, layout
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_pg_backup_support import (config_for, db_entry, load_contrivance, psql, restore_with_standard_tools,
+from support.pgdata import (config_for, db_entry, load_contrivance, psql, restore_with_standard_tools,
                                     s3_storage, snapshot_counts)
 
 pytestmark = pytest.mark.integration

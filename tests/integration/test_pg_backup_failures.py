@@ -17,7 +17,7 @@ from maintainer.cli.main import main
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_pg_backup_support import (all_files, config_for, db_entry, fill_random, load_contrivance, partial_files,
+from support.pgdata import (all_files, config_for, db_entry, fill_random, load_contrivance, partial_files,
                                     pg_dump_pids, s3_storage, wait_for)
 
 pytestmark = pytest.mark.integration

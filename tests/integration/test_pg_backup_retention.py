@@ -14,7 +14,7 @@ from maintainer.config.loader import parse_config
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_pg_backup_support import config_for, db_entry, load_contrivance, psql
+from support.pgdata import config_for, db_entry, load_contrivance, psql
 
 pytestmark = pytest.mark.integration
 

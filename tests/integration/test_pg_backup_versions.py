@@ -11,7 +11,7 @@ from maintainer.backup import catalog
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_pg_backup_support import all_files, config_for, db_entry, fill_random, load_contrivance, partial_files, psql, wait_for
+from support.pgdata import all_files, config_for, db_entry, fill_random, load_contrivance, partial_files, psql, wait_for
 
 pytestmark = pytest.mark.integration
 

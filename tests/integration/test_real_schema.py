@@ -21,11 +21,10 @@ from maintainer.restore.verify import list_indexes, plan_amcheck, run_amcheck
 from maintainer.runner import run_job
 
 from support.corruption import corrupt_btree_key
-from support.docker_resources import unique_name
 from support.postgres import remove_postgres, start_postgres
 from support.realistic import load_realistic, snapshot
-from test_drill import drill_job
-from test_drill_support import config_data, drill_containers, make_backup, run_cli, storage_of, write_config
+from support.scenarios import drill_job
+from support.scenarios import config_data, drill_containers, make_backup, run_cli, storage_of, write_config
 
 pytestmark = pytest.mark.integration
 

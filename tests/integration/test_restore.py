@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
 from datetime import datetime, timezone
 
@@ -12,7 +10,8 @@ import pytest
 from maintainer.backup import catalog
 from maintainer.backup.manifest import CheckResult, Verification
 
-from test_drill_support import config_data, load_contrivance, make_backup, run_cli, storage_of, s3_config, write_config
+from support.scenarios import (config_data, counts, databases, document, hold_lock, load_contrivance, make_backup,
+                                run_cli, s3_config, storage_of, write_config)
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.integration
 def source(postgres):
     load_contrivance(postgres)
     return postgres
-
-
-def document(stdout: str) -> dict:
-    """The JSON document a --json command printed (log lines may precede it)."""
-    lines = stdout.splitlines()
-    start = max(i for i, line in enumerate(lines) if line == "{")
-    return json.loads("\n".join(lines[start:]))
 
 
 def mark_verified(storage, manifest) -> None:
@@ -48,17 +40,6 @@ def prepared(s3_server, s3_bucket, tmp_path, server, *, verified=True, backup_jo
     if verified:
         mark_verified(storage, manifest)
     return write_config(tmp_path, data), storage, manifest
-
-
-def databases(server) -> set[str]:
-    with server.connect() as conn:
-        return {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
-
-
-def counts(server, dbname) -> dict[str, int]:
-    with server.connect(dbname) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                for t in ("app.accounts", "app.builds", "app.artifacts", "audit.events")}
 
 
 def ownership_and_grants(server, dbname):
@@ -250,18 +231,3 @@ def test_a_failed_safety_backup_is_a_recorded_failed_run_and_replaces_nothing(s3
     [run] = History.open(tmp_path / "state").runs("backup-safety")
     assert run.status == "failed" and "timed out" in run.error_summary
     assert [b.id for b in catalog.list_backups(storage_of(config), "contrivance")] == [manifest.id]
-
-
-@contextlib.contextmanager
-def hold_lock(server, dbname: str, table: str):
-    """An ACCESS EXCLUSIVE lock held by a prepared transaction: no session is connected
-    (so --replace's session check passes) and pg_dump, which needs a share lock, waits."""
-    with server.connect(dbname) as conn:
-        conn.execute("BEGIN")
-        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        conn.execute("PREPARE TRANSACTION 'maintainer_test_hold'")
-    try:
-        yield
-    finally:
-        with server.connect(dbname) as conn:
-            conn.execute("ROLLBACK PREPARED 'maintainer_test_hold'")

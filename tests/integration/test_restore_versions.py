@@ -12,8 +12,8 @@ from maintainer.restore.globals import database_statements
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_drill_support import load_contrivance, run_cli, write_config
-from test_restore import counts, databases, document
+from support.scenarios import load_contrivance, run_cli, write_config
+from support.scenarios import counts, databases, document
 
 pytestmark = pytest.mark.integration
 

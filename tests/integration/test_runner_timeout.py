@@ -13,8 +13,8 @@ from maintainer.history import History
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from test_drill_support import load_contrivance, run_cli, write_config
-from test_restore import hold_lock
+from support.scenarios import load_contrivance, run_cli, write_config
+from support.scenarios import hold_lock
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the drill and restore integration tests (no tests here).
+"""Helpers shared by the drill, restore and runner integration tests (no tests here).
 
 ``make_backup`` runs the real pg_backup job (job "backup" of ``config_data``)
 and returns the manifest it wrote.
@@ -6,6 +6,8 @@ and returns the manifest it wrote.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -15,9 +17,7 @@ from maintainer.backup.manifest import Manifest
 from maintainer.config.models import Config
 from maintainer.storage import open_storage
 
-REPO = Path(__file__).resolve().parents[2]
-SCHEMA = REPO / "examples" / "contrivance" / "schema.sql"
-SEED = REPO / "examples" / "contrivance" / "seed.sql"
+from .pgdata import REPO, load_contrivance  # noqa: F401 - re-exported for the tests
 
 
 def test_labels() -> dict[str, str]:
@@ -25,20 +25,6 @@ def test_labels() -> dict[str, str]:
 
 
 test_labels.__test__ = False  # a helper, not a test
-
-
-def client_env(server) -> dict[str, str]:
-    return {**os.environ, "PGPASSWORD": server.password, "PGHOST": server.host, "PGPORT": str(server.port),
-            "PGUSER": server.user}
-
-
-def load_contrivance(server, dbname: str = "contrivance", scale: int = 1) -> None:
-    """Create ``dbname`` on the server and fill it with the Contrivance schema and seed."""
-    with server.connect() as conn:
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", f"scale={scale}", "-d", dbname,
-                    "-f", str(SCHEMA), "-f", str(SEED)], env=client_env(server), check=True,
-                   capture_output=True, timeout=600)
 
 
 def config_data(s3_server, bucket: str, tmp_path: Path, server, *, database: str = "contrivance",
@@ -96,3 +82,44 @@ def storage_of(config: Config, name: str = "s3"):
 def drill_containers(docker_client, run_id: str) -> list[str]:
     """Ids of the containers (running or not) labelled with this run id."""
     return [c["Id"] for c in docker_client.api.containers(all=True, filters={"label": f"maintainer.run_id={run_id}"})]
+
+
+def document(stdout: str) -> dict:
+    """The JSON document a --json command printed (log lines may precede it)."""
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
+
+
+def databases(server) -> set[str]:
+    with server.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+
+
+def counts(server, dbname) -> dict[str, int]:
+    with server.connect(dbname) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("app.accounts", "app.builds", "app.artifacts", "audit.events")}
+
+
+@contextlib.contextmanager
+def hold_lock(server, dbname: str, table: str):
+    """An ACCESS EXCLUSIVE lock held by a prepared transaction: no session is connected
+    (so --replace's session check passes) and pg_dump, which needs a share lock, waits."""
+    with server.connect(dbname) as conn:
+        conn.execute("BEGIN")
+        conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        conn.execute("PREPARE TRANSACTION 'maintainer_test_hold'")
+    try:
+        yield
+    finally:
+        with server.connect(dbname) as conn:
+            conn.execute("ROLLBACK PREPARED 'maintainer_test_hold'")
+
+
+def drill_job(**overrides) -> dict:
+    job = {"type": "restore_drill", "schedule": "30 5 * * 0", "databases": ["contrivance"], "storage": "s3",
+           "image": "maintainer-test/postgres:{major}", "checks_dir": str(REPO / "restore" / "checks"),
+           "memory": "2g", "cpus": 1, "labels": test_labels()}
+    job.update(overrides)
+    return job
