@@ -25,6 +25,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+from maintainer import storage as storage_backends
+from maintainer.backup.catalog import list_backups
+from maintainer.errors import MaintainerError
+from maintainer.units import human_duration
 from maintainer.logs import get_logger
 
 if TYPE_CHECKING:
@@ -93,8 +97,6 @@ class HealthReport:
 
 
 def _age(seconds: float) -> str:
-    from maintainer.units import human_duration
-
     return human_duration(seconds)
 
 
@@ -155,11 +157,7 @@ def gather_databases(config: "Config", history: "History | None" = None,
                      open_storage: Callable | None = None) -> dict[str, DatabaseState]:
     """Read the catalog of every storage the database's jobs use. Storage
     failures become ``storage_errors``, never exceptions."""
-    from maintainer.backup.catalog import list_backups
-    from maintainer.errors import MaintainerError
-
-    if open_storage is None:
-        from maintainer.storage import open_storage
+    open_storage = open_storage or storage_backends.open_storage
     opened: dict[str, Any] = {}
     states: dict[str, DatabaseState] = {}
     for db in config.databases:

@@ -57,6 +57,7 @@ class StatusServer:
                         body = json.dumps(report.to_dict(), indent=2).encode()
                         self._send(200 if report.ok else 503, "application/json", body)
                     elif path == "/metrics":
+                        # prometheus_client: 0.1 s, not for `maintainer healthcheck`
                         from maintainer.metrics import CONTENT_TYPE
 
                         self._send(200, CONTENT_TYPE, server.metrics())

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from maintainer.history import history_for
 from maintainer.logs import get_logger
+from maintainer.notify import notifier_for
 
 if TYPE_CHECKING:
     from maintainer.config.models import Config
@@ -28,9 +30,6 @@ class RunHooks:
 
     @classmethod
     def for_config(cls, config: "Config", job_name: str, job_spec: Any = None) -> "RunHooks":
-        from maintainer.history import history_for
-        from maintainer.notify import notifier_for
-
         spec = job_spec if job_spec is not None else config.jobs.get(job_name)
         return cls(config, spec, history_for(config), notifier_for(config.notify))
 

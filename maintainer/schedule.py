@@ -73,6 +73,3 @@ def next_fire(expr: str, tz: str, now: datetime | None = None) -> datetime | Non
     now = now or datetime.now(timezone.utc)
     return cron_trigger(expr, tz).get_next_fire_time(None, now.astimezone(ZoneInfo(tz)))
 
-
-# The name `validate` and `status` use.
-next_run = next_fire

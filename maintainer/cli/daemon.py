@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.error
+import urllib.request
+from datetime import datetime
 
 import click
 
 from maintainer.cli.main import App, pass_app
 from maintainer.cli.output import age, echo, human_duration, print_json, table
+from maintainer.errors import MaintainerError
+from maintainer.history import History
+
+# Every command module is imported to build the CLI, so what only one command needs
+# and costs start-up time (APScheduler, prometheus_client behind the daemon and
+# the schedule) is imported inside that command.
 
 
 @click.command()
@@ -18,7 +27,7 @@ def daemon(app: App) -> None:
 
     SIGHUP reloads the config file (an invalid one is rejected and logged).
     """
-    from maintainer.daemon.service import Daemon
+    from maintainer.daemon.service import Daemon  # APScheduler, prometheus_client: 0.2 s
 
     sys.exit(Daemon(app.path, app.config()).serve())
 
@@ -28,8 +37,7 @@ def daemon(app: App) -> None:
 @pass_app
 def status(app: App, as_json: bool) -> None:
     """Per job: the last run, its result, and the next run."""
-    from maintainer.schedule import next_fire
-    from maintainer.history import History
+    from maintainer.schedule import next_fire  # APScheduler: 0.1 s
 
     config = app.config()
     history = History(config.daemon.state_dir)
@@ -50,8 +58,6 @@ def status(app: App, as_json: bool) -> None:
     for job in jobs:
         last = job["last_run"]
         if last:
-            from datetime import datetime
-
             started = datetime.fromisoformat(last["started"])
             result = last["status"].upper() if last["status"] == "failed" else last["status"]
             error = "; ".join(last["errors"])
@@ -69,15 +75,10 @@ def status(app: App, as_json: bool) -> None:
 @pass_app
 def healthcheck(app: App, url: str | None, timeout: float) -> None:
     """Exit 0 when the daemon's /health answers 200, else 1 (for HEALTHCHECK)."""
-    import urllib.error
-    import urllib.request
-
-    from maintainer.errors import MaintainerError
+    from maintainer.httpserver import health_url  # the health and metrics modules behind it
 
     try:
         if not url:
-            from maintainer.httpserver import health_url
-
             url = health_url(app.config().daemon.listen)
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local daemon
             body, code = response.read(), response.status

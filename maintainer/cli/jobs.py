@@ -8,6 +8,8 @@ import click
 
 from maintainer.cli.main import App, pass_app
 from maintainer.cli.output import echo, human_duration, print_json, table
+from maintainer.config import load_config
+from maintainer.signals import cancel_on_signals
 
 
 @click.command()
@@ -20,13 +22,12 @@ def validate(app: App, as_json: bool, strict: bool) -> None:
     Secret files that cannot be read here are listed as warnings (the jobs
     that use them would fail); with --strict they are errors.
     """
-    from maintainer.config import load_config
-    from maintainer.schedule import next_run
+    from maintainer.schedule import next_fire  # APScheduler: 0.1 s, for this command only
 
     config = load_config(app.path, strict_secrets=strict)
     jobs = []
     for name, spec in config.jobs.items():
-        nxt = next_run(spec.schedule, config.timezone) if spec.enabled else None
+        nxt = next_fire(spec.schedule, config.timezone) if spec.enabled else None
         jobs.append({"name": name, "type": spec.type, "schedule": spec.schedule, "enabled": spec.enabled,
                      "next_run": nxt.isoformat() if nxt else None})
     if as_json:
@@ -54,8 +55,7 @@ def validate(app: App, as_json: bool, strict: bool) -> None:
 @pass_app
 def run(app: App, name: str, dry_run: bool, as_json: bool) -> None:
     """Run the job NAME from the config once, now."""
-    from maintainer.runner import run_job
-    from maintainer.signals import cancel_on_signals
+    from maintainer.runner import run_job  # every job type and its clients: 0.3 s, not for --help
 
     config = app.config()
     with cancel_on_signals() as cancel:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from maintainer.errors import ConfigError
 from maintainer.config.types import ByteSize, Cron, Duration, ImageTemplate, MaybeEmpty, Name
 
 
@@ -134,7 +135,7 @@ class ImageUpdateJob(JobBase):
     @field_validator("images")
     @classmethod
     def _refs(cls, v: list[str]) -> list[str]:
-        from maintainer.errors import ConfigError
+        # images is a layer above config: imported here, where an image is validated.
         from maintainer.images.reference import parse_ref
 
         for ref in v:

@@ -19,12 +19,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maintainer.config import load_config
 from maintainer.daemon.scheduler import JobScheduler
-from maintainer.errors import MaintainerError
+from maintainer.errors import ConfigError, MaintainerError
 from maintainer.health import CatalogCache, HealthReport, check
 from maintainer.history import History
 from maintainer.httpserver import StatusServer
+from maintainer.jobs.base import new_run_id
 from maintainer.logs import get_logger
+from maintainer.metrics import MaintainerCollector, build_registry, render
+from maintainer.runner import run_job
 
 if TYPE_CHECKING:
     from maintainer.config.models import Config
@@ -50,8 +54,6 @@ class Daemon:
         self._running: dict[str, tuple[str, threading.Event]] = {}  # run id -> (job, cancel)
         self.scheduler = JobScheduler(config, self._run_scheduled)
         self.server = StatusServer(config.daemon.listen, self.health, self.metrics)
-        from maintainer.metrics import MaintainerCollector, build_registry
-
         self._registry = build_registry(MaintainerCollector(
             lambda: self.config, self.history, self.cache, lambda: self.scheduler.alive and not self._stop.is_set(),
             self.scheduler.next_runs))
@@ -62,8 +64,6 @@ class Daemon:
         return check(self.config, self.history, self.cache, self.scheduler.alive and not self._stop.is_set())
 
     def metrics(self) -> bytes:
-        from maintainer.metrics import render
-
         return render(self._registry)
 
     # ------------------------------------------------------------ runs
@@ -74,9 +74,6 @@ class Daemon:
         The runner enforces the job's timeout and records every outcome, a crash
         included; the daemon only keeps the cancel flag so a shutdown can stop the run.
         """
-        from maintainer.jobs.base import new_run_id
-        from maintainer.runner import run_job
-
         if self._stop.is_set():
             log.info("daemon.run_skipped", job=name, reason="shutting down")
             return
@@ -138,9 +135,6 @@ class Daemon:
 
     def reload(self) -> bool:
         """Apply the config file again if it is valid; keep the old one otherwise."""
-        from maintainer.config import load_config
-        from maintainer.errors import ConfigError
-
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:

@@ -6,12 +6,14 @@ the tests; nothing here knows which one called it.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from maintainer import storage as storage_backends
 from maintainer.errors import Interrupted
 from maintainer.logs import EventLogger, get_logger
 
@@ -26,8 +28,6 @@ def utcnow() -> datetime:
 
 def new_run_id(now: datetime | None = None) -> str:
     """Sortable and unique: 20261126T201500Z-1a2b3c."""
-    import secrets
-
     now = now or utcnow()
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
@@ -95,9 +95,7 @@ class RunContext:
     def storage(self, name: str) -> "Storage":
         """The named storage backend from the config, opened once per run."""
         if name not in self._storages:
-            from maintainer.storage import open_storage
-
-            self._storages[name] = open_storage(self.config.storage[name], name=name)
+            self._storages[name] = storage_backends.open_storage(self.config.storage[name], name=name)
         return self._storages[name]
 
     def check_cancelled(self) -> None:

@@ -7,20 +7,19 @@ what went, what was skipped and the space reclaimed.
 
 from __future__ import annotations
 
-from maintainer.units import human_size
 from maintainer.config.jobs import DockerPruneJob as DockerPruneSpec
 from maintainer.dockerapi import connect
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
+from maintainer.prune.apply import apply_plan
+from maintainer.prune.planner import plan_prune, protected_image_refs
+from maintainer.prune.state import read_state
+from maintainer.units import human_size
 
 
 class DockerPruneJob(Job):
     type_name = DockerPruneSpec.type_name
 
     def run(self, ctx: RunContext) -> JobResult:
-        from maintainer.prune.apply import apply_plan
-        from maintainer.prune.planner import plan_prune, protected_image_refs
-        from maintainer.prune.state import read_state
-
         result = self.new_result(ctx)
         client = connect()
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from maintainer.config.jobs import ImageUpdateJob as ImageUpdateSpec
 from maintainer.dockerapi import connect
+from maintainer.images.update import Credentials, update_image
 from maintainer.jobs.base import Job, JobResult, RunContext
 
 
@@ -16,8 +17,6 @@ class ImageUpdateJob(Job):
     type_name = ImageUpdateSpec.type_name
 
     def run(self, ctx: RunContext) -> JobResult:
-        from maintainer.images.update import Credentials, update_image
-
         result = self.new_result(ctx)
         credentials = Credentials(self.spec.registries, self.spec.docker_config)
         client = connect()

@@ -19,7 +19,7 @@ def open_storage(spec: "StorageSpec", name: str = "storage") -> Storage:
 
         return LocalStorage(name, url[len("file://"):].rstrip("/") or "/")
     if url.startswith("s3://"):
-        from maintainer.storage.s3 import S3Storage
+        from maintainer.storage.s3 import S3Storage  # boto3: 0.3 s, only for an S3 storage
 
         return S3Storage(name, spec)
     raise StorageError(f"storage '{name}': unsupported URL {url!r} (use file:///path or s3://bucket/prefix)")

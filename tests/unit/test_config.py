@@ -230,13 +230,13 @@ def test_sizes():
 def test_validate_reads_weekdays_as_cron_does():
     from datetime import datetime, timezone
 
-    from maintainer.schedule import next_run
+    from maintainer.schedule import next_fire
 
     # 2026-11-26 is a Thursday; "0 is Sunday" as in crontab, not Monday as in APScheduler.
     now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
-    assert next_run("30 5 * * 0", "UTC", now).strftime("%a %d") == "Sun 29"
-    assert next_run("30 5 * * 7", "UTC", now).strftime("%a %d") == "Sun 29"
-    assert next_run("0 2 * * 1", "UTC", now).strftime("%a %d") == "Mon 30"
+    assert next_fire("30 5 * * 0", "UTC", now).strftime("%a %d") == "Sun 29"
+    assert next_fire("30 5 * * 7", "UTC", now).strftime("%a %d") == "Sun 29"
+    assert next_fire("0 2 * * 1", "UTC", now).strftime("%a %d") == "Mon 30"
 
 
 def test_the_config_answers_which_jobs_back_up_and_drill_a_database():

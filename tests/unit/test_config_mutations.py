@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from maintainer.config import load_config
 from maintainer.errors import ConfigError
 from maintainer.runner import run_job
-from maintainer.schedule import next_run
+from maintainer.schedule import next_fire
 
 pytestmark = pytest.mark.unit
 
@@ -153,7 +153,7 @@ def test_a_mutated_shipped_config_is_rejected_clearly_or_dry_runs_without_intern
 
     for spec in config.jobs.values():  # what `validate` prints
         if spec.enabled:
-            next_run(spec.schedule, config.timezone)
+            next_fire(spec.schedule, config.timezone)
     for name in config.jobs:
         result = run_job(config, name, dry_run=True)
         for error in result.errors:
