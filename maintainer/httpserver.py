@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
 from maintainer.config import types as config_types
-from maintainer.errors import ConfigError, MaintainerError
+from maintainer.errors import ConfigError
 from maintainer.health import HealthReport
 from maintainer.logs import get_logger
 
@@ -82,7 +82,9 @@ class StatusServer:
         try:
             self.httpd = ThreadingHTTPServer((host, port), Handler)
         except OSError as exc:
-            raise MaintainerError(f"cannot listen on {listen} (daemon.listen): {exc.strerror or exc}") from None
+            raise ConfigError(f"cannot listen on {listen} (daemon.listen): {exc.strerror or exc}",
+                              hint="another process holds that address, or it is not this machine's: "
+                                   "choose another daemon.listen") from None
         self.httpd.daemon_threads = True
         self.address = self.httpd.server_address
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)

@@ -77,3 +77,19 @@ def test_metrics_carry_job_results_backup_state_and_prune_and_update_totals(tmp_
     assert m[("maintainer_healthy", ())] == 0  # no drill yet
     assert m[("maintainer_scheduler_up", ())] == 1
     assert ("process_resident_memory_bytes", ()) in m
+
+
+def test_a_listen_address_in_use_is_a_config_error_naming_the_setting():
+    import socket
+
+    from maintainer.errors import ConfigError
+    from maintainer.httpserver import StatusServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError) as caught:
+            StatusServer(f"127.0.0.1:{port}", lambda: None, lambda: b"")
+    assert f"cannot listen on 127.0.0.1:{port} (daemon.listen)" in caught.value.message
+    assert caught.value.exit_code == 2
