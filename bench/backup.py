@@ -15,9 +15,11 @@ rounds (this machine's speed drifts between runs; medians are reported):
   pg_dump -Fc pg_dump's built-in gzip into a file
   | gzip      pg_dump (plain SQL) | gzip > file, what common backup containers do
   local       maintainer run into file:// storage
+  encrypted   the same with `encryption` (age, one X25519 recipient) set on the storage
   s3          maintainer run into a moto S3 server on 127.0.0.1
 
-and prints wall times, ratios to the floor, output sizes and the peak RSS of
+and prints wall times, ratios to the floor (and of encrypted to local, the cost of
+encryption, measured within each round), output sizes and the peak RSS of
 maintainer's own Python process (VmHWM from /proc, polled; pg_dump not included).
 "maintainer run" is the whole process, interpreter start included; the line
 below it is the backup job's own duration from its manifest.
@@ -202,6 +204,7 @@ def main() -> None:
                         help="interleaved rounds of floor / local / S3; medians are reported (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     parser.add_argument("--no-s3", action="store_true", help="skip the S3 runs")
+    parser.add_argument("--no-encrypted", action="store_true", help="skip the encrypted local runs")
     parser.add_argument("--level", type=int, default=1, help="maintainer's zstd level (default 1)")
     args = parser.parse_args()
 
@@ -224,6 +227,15 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         local_cfg = root / "local.yaml"
         write_config(local_cfg, sb, {"url": f"file://{out}/store"}, level=args.level)
+        enc_cfg = None
+        if not args.no_encrypted:
+            sys.path.insert(0, str(REPO))
+            from maintainer.crypto import X25519Identity
+
+            recipient = str(X25519Identity.generate().recipient)  # writing needs only the public key
+            enc_cfg = root / "encrypted.yaml"
+            write_config(enc_cfg, sb, {"url": f"file://{out}/encrypted", "encryption": {"recipients": [recipient]}},
+                         level=args.level)
         s3_cfg = None
         if not args.no_s3:
             port = free_port()
@@ -249,13 +261,19 @@ def main() -> None:
         # taken within a round, and the medians over rounds are reported.
         rounds: list[dict[str, float]] = []
         local_size = s3_size = 0
-        local_peak = s3_peak = 0
+        local_peak = s3_peak = enc_peak = enc_size = 0
         for n in range(args.rounds):
             r = {"floor": timed_shell(floor_cmd, sb.env)}
             shutil.rmtree(out / "store", ignore_errors=True)
             r["local"], peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(local_cfg), "run", "bench"], env)
             r["local_job"] = job_seconds(out / "store")
             local_size, local_peak = dir_size(out / "store"), max(local_peak, peak)
+            if enc_cfg is not None:
+                shutil.rmtree(out / "encrypted", ignore_errors=True)
+                r["encrypted"], peak = peak_rss_run([str(MAINTAINER), "--log-format", "json", "-c", str(enc_cfg), "run",
+                                                     "bench"], env)
+                r["encrypted_job"] = job_seconds(out / "encrypted")
+                enc_size, enc_peak = dir_size(out / "encrypted"), max(enc_peak, peak)
             if s3_cfg is not None:
                 for obj in s3.list_objects_v2(Bucket="bench").get("Contents", []):
                     s3.delete_object(Bucket="bench", Key=obj["Key"])
@@ -285,6 +303,10 @@ def main() -> None:
             ("maintainer run -> local directory", median("local"), ratio("local"), local_size, local_peak),
             ("  its backup job alone (manifest)", median("local_job"), ratio("local_job"), None, None),
         ]
+        if enc_cfg is not None:
+            rows += [("maintainer run -> local, encrypted (age)", median("encrypted"), ratio("encrypted"), enc_size,
+                      enc_peak),
+                     ("  its backup job alone (manifest)", median("encrypted_job"), ratio("encrypted_job"), None, None)]
         if s3_cfg is not None:
             rows.append(("maintainer run -> S3 (moto on 127.0.0.1)", median("s3"), ratio("s3"), s3_size, s3_peak))
 
@@ -296,6 +318,13 @@ def main() -> None:
             size_s = f"{size / 1e6:.0f} MB" if size is not None else "-"
             peak_s = f"{peak / 1e6:.0f} MB" if peak is not None else "-"
             print(f"| {name:<42} | {secs:6.2f}s | {x:6.2f}x | {size_s:>9} | {peak_s:>9} |")
+        if enc_cfg is not None:
+            def cost(key: str) -> float:
+                return statistics.median(r[f"encrypted{key}"] / r[f"local{key}"] - 1 for r in rounds)
+
+            print(f"\nencryption adds {cost(''):+.1%} to maintainer run's wall time and {cost('_job'):+.1%} to the "
+                  f"backup job's own duration (medians of per-round ratios); peak RSS {enc_peak / 1e6:.0f} MB "
+                  f"encrypted against {local_peak / 1e6:.0f} MB")
     finally:
         if moto is not None:
             moto.kill()

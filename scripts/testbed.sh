@@ -2,7 +2,8 @@
 # Set up everything maintainer's tests drive for real, on a fresh Debian 12 machine
 # or again on one already set up (then it only checks, and takes seconds):
 #   - Debian packages: docker.io, debootstrap, docker-registry, PostgreSQL 15 server
-#     and client binaries (the apt cluster is kept stopped), zstd, curl, iproute2;
+#     and client binaries (the apt cluster is kept stopped), zstd, curl, iproute2,
+#     age (the standard CLI that tests check maintainer's encryption against);
 #   - a running Docker engine;
 #   - images built locally, since no container registry is reachable:
 #       maintainer-test/postgres:15  (bookworm, stand-in for the official postgres:15)
@@ -29,7 +30,7 @@ DOCKER=/usr/bin/docker
 export DOCKER_BUILDKIT=0
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(docker.io debootstrap docker-registry postgresql-15 postgresql-client-15 zstd curl iproute2)
+APT_PACKAGES=(docker.io debootstrap docker-registry postgresql-15 postgresql-client-15 zstd curl iproute2 age)
 
 declare -a TIMINGS=()
 

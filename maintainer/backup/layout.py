@@ -2,6 +2,8 @@
 
     pg/<database>/<backup id>/dump.pgcustom.zst      pg_dump --format=custom -Z0, zstd-compressed
     pg/<database>/<backup id>/globals.sql.zst        pg_dumpall --globals-only, zstd-compressed
+    pg/<database>/<backup id>/dump.pgcustom.zst.age  the same, encrypted (age), when the storage encrypts
+    pg/<database>/<backup id>/globals.sql.zst.age    likewise
     pg/<database>/<backup id>/manifest.json          written last: a backup exists only with it
     pg/<database>/<backup id>/verifications/<run id>.json   one record per restore drill
 

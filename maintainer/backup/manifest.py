@@ -19,14 +19,25 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class ObjectEncryption(_Open):
+    """How a stored object is encrypted: the format and the recipients (public
+    keys only) whose identities can read it. Recorded so that a reader without
+    the key still knows which key it needs (rotation, errors)."""
+
+    format: str = "age"
+    recipients: list[str]
+
+
 class StoredObject(_Open):
     name: str  # "dump" or "globals"
     key: str  # storage key, relative to the storage root
     format: str  # "pg_dump-custom" or "sql"
     raw_size: int  # bytes before compression
     stored_size: int  # bytes in storage
-    sha256: str  # of the stored (compressed) bytes
+    sha256: str  # of the stored bytes: compressed, or compressed then encrypted
     raw_sha256: str | None = None  # of the uncompressed bytes
+    encryption: ObjectEncryption | None = None  # None: stored unencrypted
+    compressed_sha256: str | None = None  # encrypted objects: of the compressed bytes, checked after decryption
 
 
 class TableCount(_Open):
@@ -63,6 +74,11 @@ class Manifest(_Open):
 
     def object(self, name: str) -> StoredObject | None:
         return next((o for o in self.objects if o.name == name), None)
+
+    @property
+    def recipients(self) -> list[str]:
+        """Every recipient any object is encrypted to (empty: unencrypted)."""
+        return list(dict.fromkeys(r for o in self.objects if o.encryption for r in o.encryption.recipients))
 
 
 class CheckResult(_Open):

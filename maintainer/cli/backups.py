@@ -47,6 +47,7 @@ def backups(app: App, database: str | None, storage_name: str | None, as_json: b
             "total_rows": e.manifest.total_rows, "server_version": e.manifest.server_version,
             "suspicious": e.suspicious, "suspicious_reasons": e.manifest.suspicious_reasons, "verified": e.verified,
             "objects": [o.key for o in e.manifest.objects],
+            "encrypted_to": e.manifest.recipients,  # public keys; empty: stored unencrypted
         } for name, e in rows])
         return
     if not rows:
@@ -57,7 +58,8 @@ def backups(app: App, database: str | None, storage_name: str | None, as_json: b
     headers = ["id", "database", "age", "size", "duration", "marks"] + (["storage"] if many else [])
     out = []
     for name, e in rows:
-        marks = ",".join(m for m, on in (("suspicious", e.suspicious), ("verified", e.verified)) if on)
+        marks = ",".join(m for m, on in (("suspicious", e.suspicious), ("verified", e.verified),
+                                         ("encrypted", bool(e.manifest.recipients))) if on)
         out.append([e.id, e.database, age(e.created), human_size(e.manifest.stored_size),
                     human_duration(e.manifest.duration), marks or "-"] + ([name] if many else []))
     echo(table(headers, out))

@@ -57,6 +57,7 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     from maintainer.restore.incident import apply_restore, target_from_dsn, target_from_spec
     from maintainer.restore.plan import plan_restore
     from maintainer.signals import cancel_on_signals
+    from maintainer.crypto.keyring import Keyring
     from maintainer.storage import open_storage
 
     if sum(bool(x) for x in (latest, backup_id, before)) > 1:
@@ -94,7 +95,7 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
         safety = (lambda: _safety_backup(config, database, storage_name, cancel)) if plan.safety_backup else None
         try:
             summary = apply_restore(plan, storage, client=client, progress=progress, safety_backup=safety,
-                                    temp_dir=temp_dir, cancel=cancel)
+                                    temp_dir=temp_dir, cancel=cancel, keyring=Keyring.of(config, storage_name))
         except MaintainerError as exc:
             raise _with_next_try(exc, storage, entry) from None
     if as_json:

@@ -88,7 +88,9 @@ def restore(app: App, latest: bool, snapshot_id: str | None, to: Path, job: str 
     name, spec = jobs[0]
     storage, folder = _storage_and_name(config, name, spec)
     entry = find_snapshot(storage, folder, snapshot_id)
-    members = extract(read_members(storage, entry), to)
+    from maintainer.crypto.keyring import Keyring
+
+    members = extract(read_members(storage, entry, Keyring.of(config, spec.storage)), to)
     files = sum(1 for m in members if m.startswith("files/"))
     echo(f"extracted snapshot {folder}/{entry.id} into {to} ({files} files, "
          f"{len(entry.manifest.containers)} container specs)")

@@ -96,6 +96,7 @@ def build_config(data: Any, lines: LineMap, *, strict_secrets: bool = False) -> 
     base_dir = Path(lines.source).parent
     secrets: list[str] = []
     _resolve_secret_files(data, (), problem, problem_where, secrets, base_dir, unavailable, lines)
+    _check_encryption_keys(data, problem, problem_where, base_dir, unavailable)
     if strict_secrets:
         problems.extend(unavailable)
 
@@ -125,6 +126,9 @@ def build_config(data: Any, lines: LineMap, *, strict_secrets: bool = False) -> 
         raise fail()
     assert config is not None
     config._source = lines.source
+    for storage in config.storage.values():
+        if storage.encryption is not None:
+            storage.encryption._base_dir = base_dir
     config._secret_warnings = [] if strict_secrets else list(unavailable)
     _mark_unavailable(config, unavailable)
     for value in secrets:
@@ -212,6 +216,54 @@ def _resolve_secret_files(node: Any, path: tuple, problem, problem_where, secret
             secrets.append(value)
         else:
             _resolve_secret_files(value, path + (key,), problem, problem_where, secrets, base_dir, unavailable, lines)
+
+
+def _check_encryption_keys(data: Any, problem, problem_where, base_dir: Path, unavailable: list[str]) -> None:
+    """Parse every recipient and identity file of each storage's ``encryption``.
+
+    A bad key is reported at its own line: the inline recipient's line here,
+    or FILE:LINE of the key file (after the line of the key naming the file).
+    An identity file that cannot be read is only unavailable (like a secret
+    file): the container that only writes backups has no identity.
+    Values of the wrong type are left to the model to report.
+    """
+    storage = data.get("storage")
+    for name, spec in storage.items() if isinstance(storage, dict) else ():
+        encryption = spec.get("encryption") if isinstance(spec, dict) else None
+        if not isinstance(encryption, dict):
+            continue
+        # Imported here: a config without encryption never loads the cryptography library.
+        from maintainer.crypto import KeyFileUnreadable, KeyFormatError, parse_recipient
+        from maintainer.crypto.keyfiles import read_identity_file, read_recipients_file
+
+        path = ("storage", name, "encryption")
+        recipients = encryption.get("recipients")
+        for i, text in enumerate(recipients if isinstance(recipients, list) else ()):
+            if isinstance(text, str) and text:
+                try:
+                    parse_recipient(text)
+                except KeyFormatError as exc:
+                    if text.upper().startswith("AGE-SECRET-KEY-"):
+                        redact.register(text)
+                    problem(path + ("recipients", i), exc.reason)
+        listed = encryption.get("identity_files")
+        files = [(("recipients_file",), encryption.get("recipients_file"), read_recipients_file),
+                 (("identity_file",), encryption.get("identity_file"), read_identity_file)]
+        files += [(("identity_files", i), item, read_identity_file)
+                  for i, item in enumerate(listed if isinstance(listed, list) else ())]
+        for key, value, reader in files:
+            if not isinstance(value, str) or not value:
+                continue
+            file_path = Path(value) if Path(value).is_absolute() else base_dir / value
+            try:
+                reader(file_path, value)
+            except KeyFileUnreadable as exc:
+                if reader is read_recipients_file:
+                    problem(path + key, exc.message)  # writing needs it: never only a warning
+                else:
+                    unavailable.append(f"{problem_where(path + key)}: {exc.message}")
+            except KeyFormatError as exc:
+                problem(path + key, exc.message)
 
 
 def _secret_fields(obj: Any) -> Iterator[tuple[BaseModel, str, SecretStr]]:

@@ -5,13 +5,108 @@ from __future__ import annotations
 import os
 
 from datetime import timedelta
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from maintainer.config.jobs import JobSpec, Strict
 from maintainer.config.types import (Duration, EndpointUrl, Host, ImageTemplate, ListenAddress, Name, Region,
                                     SecretHttpUrl)
+
+if TYPE_CHECKING:
+    from maintainer.crypto import Identity, Recipient
+
+
+class EncryptionSpec(Strict):
+    """Encryption at rest in the age format: what is stored here can be read only
+    with an identity (a private key) of one of the recipients. Writing needs only
+    the recipients; restore, restore drills and snapshot restore need an
+    identity. Identities are read only from files, and never shown. See
+    docs/encryption.md.
+    """
+
+    recipients: list[str] = Field(default_factory=list, description=(
+        "public keys to encrypt to, each `age1...` or `ssh-ed25519 AAAA...`; several are allowed (a team "
+        "key and an offline recovery key)"))
+    recipients_file: str | None = Field(None, description=(
+        "a file of more recipients, one a line, `#` starts a comment (as `age -R` reads)"))
+    identity_file: str | None = Field(None, description=(
+        "a file of one or more `AGE-SECRET-KEY-1...` lines (as `age-keygen` writes), or an unencrypted "
+        "OpenSSH ed25519 key; every key in it is tried. A missing file is reported only where it is used "
+        "(and by `validate --strict`): a backup-only container does not need it"))
+    identity_files: list[str] = Field(default_factory=list, description=(
+        "several identity files instead of `identity_file`, e.g. one Docker secret per key while rotating"))
+
+    # The directory relative file names are read from: the config file's (set by the loader).
+    _base_dir: Path | None = PrivateAttr(None)
+
+    @field_validator("recipients")
+    @classmethod
+    def _parse_recipients(cls, v: list[str]) -> list[str]:
+        from maintainer.crypto import KeyFormatError, parse_recipient
+
+        for i, text in enumerate(v):
+            try:
+                parse_recipient(text)
+            except KeyFormatError as exc:
+                raise ValueError(f"recipients[{i}]: {exc.reason}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _needs(self) -> "EncryptionSpec":
+        if not self.recipients and self.recipients_file is None:
+            raise ValueError("encryption needs at least one recipient: give recipients or recipients_file")
+        if self.identity_file is not None and self.identity_files:
+            raise ValueError("give identity_file or identity_files, not both")
+        return self
+
+    def _path(self, name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() or self._base_dir is None else self._base_dir / path
+
+    def recipients_path(self) -> Path | None:
+        return self._path(self.recipients_file) if self.recipients_file is not None else None
+
+    def identity_paths(self) -> list[Path]:
+        names = [self.identity_file] if self.identity_file is not None else self.identity_files
+        return [self._path(name) for name in names]
+
+    def recipient_keys(self) -> list[Recipient]:
+        """Every recipient, inline ones first, each once.
+
+        The recipients file is read now. Raises KeyFormatError (an EncryptionError) for a bad one.
+        """
+        from maintainer.crypto import parse_recipient, read_recipients_file
+
+        keys = [parse_recipient(text) for text in self.recipients]
+        path = self.recipients_path()
+        if path is not None:
+            keys += read_recipients_file(path, self.recipients_file)
+        return list(dict.fromkeys(keys))
+
+    def identity_keys(self) -> list[Identity]:
+        """Every identity of every identity file, read now,
+        so a rotated key is picked up without a restart.
+
+        Raises ConfigError when none is configured or a file cannot be read, and
+        KeyFormatError (an EncryptionError) when a file is malformed.
+        """
+        from maintainer.crypto import KeyFileUnreadable, read_identity_file
+        from maintainer.errors import ConfigError
+
+        names = [self.identity_file] if self.identity_file is not None else self.identity_files
+        if not names:
+            raise ConfigError("the storage is encrypted and no identity is configured to decrypt it",
+                              hint="set encryption.identity_file to the file of the private key (age-keygen format)")
+        identities = []
+        for name, path in zip(names, self.identity_paths()):
+            try:
+                identities += read_identity_file(path, name)
+            except KeyFileUnreadable as exc:
+                raise ConfigError(exc.message, hint="mount the identity file where restore runs, or point "
+                                                    "encryption.identity_file elsewhere") from None
+        return identities
 
 
 class StorageSpec(Strict):
@@ -31,6 +126,7 @@ class StorageSpec(Strict):
                            description="size of an upload's first S3 parts in bytes (5 MiB to 512 MiB); memory "
                                        "is two parts. Parts double every 2,000, so an object can reach 31 times "
                                        "2,000 first parts (about 300 GiB at the default)")
+    encryption: EncryptionSpec | None = Field(None, description="not set: stored unencrypted")
 
     @field_validator("url")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 from maintainer import __version__
 from maintainer.units import human_size
 from maintainer.config.jobs import ConfigSnapshotJob as ConfigSnapshotSpec
+from maintainer.crypto.keyring import Keyring
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 
 
@@ -58,7 +59,8 @@ class ConfigSnapshotJob(Job):
         previous = existing[-1] if existing else None
         what = (f"{len(files)} files, {len(collected.containers)} containers, "
                 f"{masker.count} secret values masked")
-        if previous is not None and previous.manifest.content_hash == digest:
+        keyring = Keyring.of(self.config, spec.storage)
+        if previous is not None and previous.manifest.content_hash == digest and same_keys(previous, keyring):
             result.summary.append(f"unchanged since snapshot {previous.id} ({what}); not stored again")
             result.details["unchanged_since"] = previous.id
             result.figures["stored"] = 0
@@ -78,7 +80,8 @@ class ConfigSnapshotJob(Job):
                 containers=collected.containers, skipped=[SkippedPath(**s) for s in collected.skipped],
                 binary_unmasked=collected.binary, masked_values=masker.count,
             )
-            stored = write_snapshot(storage, self.snapshot_name, snapshot_id, collected.members, manifest)
+            stored = write_snapshot(storage, self.snapshot_name, snapshot_id, collected.members, manifest,
+                                    keyring=keyring)
             result.summary.append(f"stored snapshot {self.snapshot_name}/{snapshot_id} ({what}, "
                                   f"{human_size(stored.size)})")
             result.details["snapshot_id"] = snapshot_id
@@ -93,6 +96,15 @@ class ConfigSnapshotJob(Job):
                 result.summary.append(f"{'would delete' if ctx.dry_run else 'deleted'} snapshot {entry.id} (retention)")
         result.figures["deleted"] = 0 if ctx.dry_run else len(plan.delete)
         return result
+
+
+def same_keys(entry, keyring) -> bool:
+    """The snapshot is stored as the storage would store it now: unencrypted, or
+    encrypted to the same recipients (after a switch or a rotation it is stored again)."""
+    stored = entry.archive.encryption
+    if not keyring.enabled:
+        return stored is None
+    return stored is not None and sorted(stored.recipients) == sorted(keyring.record()["recipients"])
 
 
 def raise_same_second(name: str, snapshot_id: str) -> None:

@@ -5,10 +5,11 @@ For each database, in order:
  1. remove leftovers of earlier failed runs (manifest-less objects, multipart uploads);
  2. open a REPEATABLE READ transaction and export its snapshot; read the server version;
  3. pick a pg_dump at least as new as the server (local, container or exec);
- 4. stream ``pg_dump --format=custom --compress=0 --snapshot=...`` through zstd and
-    SHA-256 into storage while the same snapshot is counted (rows, objects) and
+ 4. stream ``pg_dump --format=custom --compress=0 --snapshot=...`` through zstd,
+    age encryption when the storage has ``encryption`` set, and SHA-256 into
+    storage while the same snapshot is counted (rows, objects) and
     ``pg_dumpall --globals-only`` runs beside it (once per server per run);
- 5. store the globals;
+ 5. store the globals (encrypted the same way);
  6. compare with the previous backup (suspicious when rows or size fell sharply);
  7. write manifest.json; 8. plan and apply retention.
 A failure in one database fails the run but the others still run.
@@ -16,6 +17,7 @@ A failure in one database fails the run but the others still run.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from concurrent.futures import Future, wait
@@ -29,6 +31,7 @@ from maintainer.backup.pipeline import StreamResult
 from maintainer.backup.retention import RetentionItem, RetentionPlan, plan_retention
 from maintainer.config.jobs import PgBackupJob as PgBackupSpec
 from maintainer.config.models import DatabaseSpec
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import DatabaseError, Interrupted, JobError, MaintainerError
 from maintainer.jobs.base import Event, Job, JobResult, RunContext, utcnow
 from maintainer.postgres import inventory
@@ -58,6 +61,8 @@ class PgBackupJob(Job):
     def run(self, ctx: RunContext) -> JobResult:
         result = self.new_result(ctx)
         storage = ctx.storage(self.spec.storage)
+        # From the config, every run: a storage with `encryption` never receives plaintext.
+        keyring = Keyring.of(self.config, self.spec.storage)
         globals_cache: dict[tuple[str, int], Future] = {}
         stored = kept = deleted = 0
         for name in self.spec.databases:
@@ -65,9 +70,9 @@ class PgBackupJob(Job):
             db = self.config.database(name)
             try:
                 if ctx.dry_run:
-                    result.summary.extend(self._plan(ctx, storage, name, db))
+                    result.summary.extend(self._plan(ctx, storage, keyring, name, db))
                     continue
-                manifest, plan = self._backup(ctx, storage, name, db, globals_cache)
+                manifest, plan = self._backup(ctx, storage, keyring, name, db, globals_cache)
             except Interrupted:
                 raise
             except MaintainerError as exc:
@@ -94,7 +99,7 @@ class PgBackupJob(Job):
         return result
 
     # -- one database --------------------------------------------------
-    def _backup(self, ctx: RunContext, storage: Storage, name: str, db: DatabaseSpec,
+    def _backup(self, ctx: RunContext, storage: Storage, keyring: Keyring, name: str, db: DatabaseSpec,
                 globals_cache: dict) -> tuple[Manifest, RetentionPlan]:
         removed = remove_leftovers(storage, name)
         if removed:
@@ -115,9 +120,10 @@ class PgBackupJob(Job):
             # pg_dumpall runs beside the dump rather than after it (it needs no snapshot).
             roles = self._globals(ctx, client, db, name, dbname, env, globals_cache) if self.spec.globals else None
             try:
-                dump_key = layout.object_key(name, backup_id, layout.DUMP)
+                dump_key = layout.object_key(name, backup_id, keyring.name(layout.DUMP))
                 args = ["--format=custom", "--compress=0", f"--snapshot={snap.snapshot_id}", *client.connection_args(dbname)]
-                with storage.open_writer(dump_key) as writer:
+                # zstd, then age (EncryptingWriter), then the storage: one pass, one chunk in memory.
+                with keyring.writer(storage.open_writer(dump_key)) as writer:
                     dumped = run_into(client, "pg_dump", args, env, writer, level=self.spec.compression_level,
                                       cancel=ctx.cancel, what=f"dump of {name}", threads=self.spec.compression_threads)
                     check_dump(name, dumped)
@@ -135,15 +141,20 @@ class PgBackupJob(Job):
         try:
             if counts.error is not None:
                 raise counts.error
-            objects = [StoredObject(name="dump", key=dump_key, format="pg_dump-custom", raw_size=dumped.raw_size,
-                                    stored_size=writer.size, sha256=dumped.sha256, raw_sha256=dumped.raw_sha256)]
+            objects = [StoredObject(**{"name": "dump", "key": dump_key, "format": "pg_dump-custom",
+                                       "raw_size": dumped.raw_size, "stored_size": writer.size, "sha256": dumped.sha256,
+                                       "raw_sha256": dumped.raw_sha256, **_encrypted(keyring, writer, dumped.sha256)})]
             if roles is not None:
                 g = roles.result()
-                gkey = layout.object_key(name, backup_id, layout.GLOBALS)
-                info = storage.put(gkey, g.data)
-                objects.append(StoredObject(name="globals", key=gkey, format="sql", raw_size=g.raw_size,
-                                            stored_size=info.size, sha256=g.sha256, raw_sha256=g.raw_sha256,
-                                            **({"note": g.note} if g.note else {})))
+                gkey = layout.object_key(name, backup_id, keyring.name(layout.GLOBALS))
+                data = keyring.seal(g.data)
+                info = storage.put(gkey, data)
+                sealed = {"encryption": keyring.record(), "compressed_sha256": g.sha256,
+                          "sha256": hashlib.sha256(data).hexdigest()} if keyring.enabled else {}
+                objects.append(StoredObject(**{"name": "globals", "key": gkey, "format": "sql", "raw_size": g.raw_size,
+                                               "stored_size": info.size, "sha256": g.sha256,
+                                               "raw_sha256": g.raw_sha256, **sealed,
+                                               **({"note": g.note} if g.note else {})}))
             ctx.check_cancelled()
             finished = utcnow()
             row_counts = {k: TableCount(rows=v.rows, exact=v.exact) for k, v in counts.rows.items()}
@@ -220,10 +231,13 @@ class PgBackupJob(Job):
         return Globals(sink.getvalue(), res.raw_size, res.raw_sha256, res.sha256, note)
 
     # -- dry run -------------------------------------------------------
-    def _plan(self, ctx: RunContext, storage: Storage, name: str, db: DatabaseSpec) -> list[str]:
+    def _plan(self, ctx: RunContext, storage: Storage, keyring: Keyring, name: str, db: DatabaseSpec) -> list[str]:
         backup_id = unique_backup_id(storage, name, utcnow())
+        dump, globals_name = keyring.name(layout.DUMP), keyring.name(layout.GLOBALS)
         lines = [f"{name}: would store {layout.backup_prefix(name, backup_id)}"
-                 f"{{{layout.DUMP}, {layout.GLOBALS if self.spec.globals else ''}{', ' if self.spec.globals else ''}{layout.MANIFEST}}}"]
+                 f"{{{dump}, {globals_name if self.spec.globals else ''}{', ' if self.spec.globals else ''}{layout.MANIFEST}}}"]
+        if keyring.enabled:
+            lines.append(f"  encrypted (age) to {', '.join(keyring.record()['recipients'])}")
         try:
             with export_snapshot(db, name) as snap:
                 server = server_version(snap.conn)
@@ -266,6 +280,16 @@ class _Counter(threading.Thread):
             self.error = exc
         except Exception as exc:  # noqa: BLE001 - reported as the database's failure
             self.error = DatabaseError(f"cannot count rows and objects: {type(exc).__name__}: {exc}")
+
+
+def _encrypted(keyring: Keyring, writer, compressed_sha256: str) -> dict:
+    """The manifest fields of an object written through ``keyring.writer``: for an
+    encrypted one, the checksum and size of the ciphertext (what storage holds), the
+    compressed bytes' checksum and the recipients."""
+    if not keyring.enabled:
+        return {}
+    return {"sha256": writer.stored_sha256, "stored_size": writer.stored_size, "compressed_sha256": compressed_sha256,
+            "encryption": keyring.record()}
 
 
 def check_dump(name: str, dumped: StreamResult) -> None:

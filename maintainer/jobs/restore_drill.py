@@ -15,6 +15,7 @@ from pathlib import Path
 from maintainer.backup.catalog import BackupNotFound, find_backup, write_verification
 from maintainer.units import human_duration, human_size
 from maintainer.config.jobs import RestoreDrillJob as RestoreDrillSpec
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import Interrupted, MaintainerError
 from maintainer.jobs.base import Job, JobResult, RunContext
 
@@ -33,6 +34,7 @@ class RestoreDrillJob(Job):
         checks = {db: checks_for(db, checks_dir, [self._resolve(p) for p in spec.extra_checks])
                   for db in spec.databases}
         storage = ctx.storage(spec.storage)
+        keyring = Keyring.of(self.config, spec.storage)
         backup_id = None if spec.backup == "latest" else spec.backup
         deadline = time.monotonic() + spec.timeout.total_seconds() if spec.timeout else None
 
@@ -69,7 +71,7 @@ class RestoreDrillJob(Job):
                     amcheck=spec.amcheck, estimate_tolerance=spec.estimate_tolerance, timeout=remaining)
                 try:
                     record = drill_backup(client, storage, entry, checks[db], options, run_id=ctx.run_id,
-                                          cancel=ctx.cancel)
+                                          cancel=ctx.cancel, keyring=keyring)
                 except Interrupted:
                     raise
                 except MaintainerError as exc:

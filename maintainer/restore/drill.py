@@ -31,9 +31,11 @@ from maintainer.logs import get_logger
 from maintainer.postgres.client import ExecClient
 from maintainer.restore.checks import Check, run_checks
 from maintainer.restore.container import DrillContainer, DrillSettings
-from maintainer.restore.engine import CREATE, EXISTING, Destination, PgRestoreFailed, Restore, Watchdog
+from maintainer.restore.engine import (CREATE, EXISTING, Destination, PgRestoreFailed, Restore, Watchdog,
+                                       check_identities)
 from maintainer.restore.stream import ChecksumMismatch
 from maintainer.restore.verify import compare_object_counts, compare_row_counts, run_amcheck
+from maintainer.crypto.keyring import Keyring
 from maintainer.storage.base import Storage
 
 log = get_logger("restore.drill")
@@ -81,12 +83,14 @@ def use_tmpfs(setting: bool | str, raw_size: int, memory: int, parallel_jobs: in
 
 
 def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[Check], options: DrillOptions,
-                 *, run_id: str, cancel: threading.Event | None = None) -> Verification:
+                 *, run_id: str, cancel: threading.Event | None = None, keyring: Keyring | None = None) -> Verification:
     """Restore ``entry`` into a fresh drill container and verify it.
 
     Returns the Verification record (passed or failed, each check named). A
     damaged object, a failed step or a failed check make a failed record, not
-    an exception. Raises Interrupted when cancelled and JobError on timeout or
+    an exception. A backup the keyring cannot decrypt (no identity, wrong
+    identity) raises MissingIdentity/NoMatchingIdentity: the backup may be
+    fine, the drill's key is not. Raises Interrupted when cancelled and JobError on timeout or
     when the drill server cannot run at all; the container is removed on every path.
     """
     manifest = entry.manifest
@@ -103,6 +107,7 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
                         options.maintenance_work_mem),
         network=options.network, labels=options.labels, maintenance_work_mem=options.maintenance_work_mem,
         deadline=time.time() + (options.timeout or 6 * 3600) + 300)
+    check_identities(storage, manifest, keyring)  # a key problem: no container, no record
     t0 = time.monotonic()
     drill = DrillContainer.start(client, settings)
     try:
@@ -112,7 +117,7 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
                 drill.wait_ready(cancel)
                 timings.ready = time.monotonic() - t0
                 t1 = time.monotonic()
-                bytes_restored = _restore(drill, storage, entry, options, results, phases, cancel)
+                bytes_restored = _restore(drill, storage, entry, options, results, phases, cancel, keyring)
                 timings.restore = time.monotonic() - t1
                 if all(r.passed for r in results):
                     t2 = time.monotonic()
@@ -139,7 +144,8 @@ def drill_backup(client, storage: Storage, entry: BackupEntry, checks: Sequence[
 
 
 def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, options: DrillOptions,
-             results: list[CheckResult], phases: dict[str, float], cancel: threading.Event) -> int:
+             results: list[CheckResult], phases: dict[str, float], cancel: threading.Event,
+             keyring: Keyring | None = None) -> int:
     """Globals, the verified dump into the container, then pg_restore --create there.
     Appends the checksum, globals and pg_restore checks; returns bytes restored."""
     manifest = entry.manifest
@@ -153,7 +159,7 @@ def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, option
     dest = Destination(dbname=manifest.dbname, pg_restore_args=["--dbname=postgres", "--username=postgres"],
                        env={"PGPASSWORD": drill.password}, connect=drill.connect,
                        how=EXISTING if manifest.dbname == "postgres" else CREATE)
-    restore = Restore(client, storage, manifest, dest, jobs=options.parallel_jobs, cancel=cancel)
+    restore = Restore(client, storage, manifest, dest, jobs=options.parallel_jobs, cancel=cancel, keyring=keyring)
     failure: PgRestoreFailed | None = None
     try:
         restore.run()

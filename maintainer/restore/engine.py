@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable
 from psycopg import sql
 
 from maintainer import redact
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import Interrupted, JobError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import PgClient, choose_client
@@ -99,7 +100,8 @@ class Destination:
 class Restore:
     """One restore of ``manifest``'s dump through ``client`` into ``dest``.
 
-    ``run`` raises ChecksumMismatch or StorageError before anything was changed,
+    ``run`` raises ChecksumMismatch or StorageError (and, for an encrypted backup,
+    MissingIdentity or NoMatchingIdentity) before anything was changed,
     Interrupted when ``cancel`` is set, PgRestoreFailed when pg_restore fails,
     and DatabaseError/DockerError from the servers. The attributes say how far
     it got, for a caller that reports each step (the drill's checks).
@@ -113,6 +115,7 @@ class Restore:
     progress: Progress = field(default_factory=Progress)
     cancel: threading.Event = field(default_factory=threading.Event)
     temp_dir: str | None = None  # a local client's place for the dump
+    keyring: Keyring | None = None  # the storage's identities, for encrypted objects
     # filled in by run():
     globals_bytes: int = 0
     raw_bytes: int = 0
@@ -127,9 +130,11 @@ class Restore:
         dump = m.object("dump")
         if dump is None:
             raise JobError(f"backup {m.database}/{m.id} has no dump object in its manifest")
+        check_identities(self.storage, m, self.keyring)
         globals_sql = None
         if (gobj := m.object("globals")) is not None:
-            data = VerifiedObject(self.storage, gobj, label=f"{m.database}/{m.id} globals").read_all()
+            data = VerifiedObject(self.storage, gobj, label=f"backup {m.database}/{m.id} globals",
+                                  keyring=self.keyring).read_all()
             self.globals_bytes, globals_sql = len(data), data.decode()
         directory = self.client.make_dir(self.temp_dir)
         try:
@@ -154,8 +159,8 @@ class Restore:
 
     def _place(self, obj: StoredObject, directory: str) -> str:
         """The verified dump, streamed to where pg_restore reads it; its path there."""
-        label = f"{self.manifest.database}/{self.manifest.id} dump"
-        reader = VerifiedObject(self.storage, obj, label=label)
+        label = f"backup {self.manifest.database}/{self.manifest.id} dump"
+        reader = VerifiedObject(self.storage, obj, label=label, keyring=self.keyring)
         self.progress.phase("download and verify", total=obj.raw_size)
 
         def chunks():
@@ -320,6 +325,15 @@ class Watchdog:
             raise Interrupted(f"{self.what} stopped by a signal{self.aftermath}")
         if self.fired == "timeout":
             raise JobError(f"{self.what} timed out after {self.timeout:.0f} s{self.aftermath}")
+
+
+def check_identities(storage: Storage, manifest: Manifest, keyring: Keyring | None) -> None:
+    """For an encrypted backup: MissingIdentity or NoMatchingIdentity now, naming the
+    storage and the recipients, unless ``keyring`` can open every object."""
+    keyring = keyring or Keyring(storage.name)
+    for obj in manifest.objects:
+        if obj.encryption is not None:
+            keyring.identities_for(f"backup {manifest.database}/{manifest.id} {obj.name}", obj.encryption.recipients)
 
 
 def pg_restore_client(spec: DatabaseSpec, name: str, manifest: Manifest) -> PgClient:

@@ -31,6 +31,8 @@ from maintainer.postgres.connection import password_used
 from maintainer.restore.engine import NEW, Destination, Progress, Restore
 from maintainer.restore.plan import RestorePlan, Target
 from maintainer.restore.verify import compare_row_counts
+from maintainer.crypto.keyring import Keyring
+from maintainer.restore.engine import check_identities
 from maintainer.storage.base import Storage
 
 log = get_logger("restore.incident")
@@ -108,7 +110,7 @@ def database_exists(conn, dbname: str) -> bool:
 
 def apply_restore(plan: RestorePlan, storage: Storage, *, client: PgClient, progress: Progress | None = None,
                   safety_backup: Callable[[], str] | None = None, temp_dir: str | None = None,
-                  cancel: threading.Event | None = None) -> RestoreSummary:
+                  cancel: threading.Event | None = None, keyring: Keyring | None = None) -> RestoreSummary:
     """Do what the plan says, running pg_restore through ``client`` (see choose_client).
     Raises a MaintainerError with context on any failure; on a failure before the
     switch-over, the live database is untouched and the half-restored new database
@@ -123,6 +125,7 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: PgClient, prog
                              live_database=target.dbname, replaced_name=plan.replaced_name, target=target.display)
     if m.object("dump") is None:
         raise JobError(f"backup {m.database}/{m.id} has no dump object in its manifest")
+    check_identities(storage, m, keyring)  # a missing or wrong key fails before anything, safety backup included
     with connect(target, "postgres") as admin:
         if target.password is None and (used := password_used(admin)) is not None:
             # PGPASSWORD, a passfile or ~/.pgpass: hand pg_restore the password libpq found.
@@ -151,7 +154,7 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: PgClient, prog
     dest = Destination(dbname=plan.restore_into, pg_restore_args=[f"--dbname={dsn}"], env=env,
                        connect=lambda dbname: connect(target, dbname), how=NEW, owner=owner)
     restore = Restore(client, storage, m, dest, jobs=plan.parallel_jobs, progress=progress, cancel=cancel,
-                      temp_dir=temp_dir)
+                      temp_dir=temp_dir, keyring=keyring)
     try:
         restore.run()
         summary.bytes_restored = restore.raw_bytes

@@ -82,8 +82,9 @@ def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *,
                      + (" (terminate them)" if terminate_connections else " (refuse if any)"))
         if plan.safety_backup:
             steps.append(f"take a safety backup of the current {target.dbname} into the same storage")
+    decrypt = (f", decrypting (age) with the identity of one of {', '.join(m.recipients)}" if m.recipients else "")
     steps.append(f"download {m.database}/{m.id} from storage into {placement}, checking the SHA-256 of every "
-                 "object (pg_restore starts only once all of the dump matched)")
+                 f"object{decrypt} (pg_restore starts only once all of the dump matched)")
     if m.object("globals") is not None:
         steps.append("restore roles and other globals (existing roles are kept as they are)")
     steps.append(f"create database {into} on {target.display}")

@@ -15,6 +15,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
+from maintainer.backup.manifest import ObjectEncryption
+
 FORMAT_VERSION = 1
 
 
@@ -36,7 +38,9 @@ class SkippedPath(_Open):
 class SnapshotArchive(_Open):
     key: str  # storage key, relative to the storage root
     size: int  # bytes in storage
-    sha256: str  # of the stored (compressed) bytes
+    sha256: str  # of the stored bytes: compressed, or compressed then encrypted
+    encryption: ObjectEncryption | None = None  # None: stored unencrypted
+    compressed_sha256: str | None = None  # encrypted archives: of the compressed bytes, checked after decryption
 
 
 class SnapshotManifest(_Open):
@@ -63,6 +67,9 @@ class SnapshotManifest(_Open):
     def to_json(self, *, archive: bool = True) -> bytes:
         """The stored form; without ``archive`` for the copy inside the archive."""
         data = self.model_dump(mode="json", exclude=None if archive else {"archive"})
+        for name in ("encryption", "compressed_sha256"):  # only for encrypted archives, as first written
+            if data.get("archive") and data["archive"].get(name, 0) is None:
+                del data["archive"][name]
         return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
 

@@ -1,6 +1,7 @@
 """Where snapshots live in storage, how they are archived, listed, read and deleted.
 
     snapshots/<name>/<snapshot id>/snapshot.tar.zst   the members, one zstd-compressed tar
+    snapshots/<name>/<snapshot id>/snapshot.tar.zst.age  the same, encrypted (age), when the storage encrypts
     snapshots/<name>/<snapshot id>/manifest.json      written last: a snapshot exists only with it
 
 ``<name>`` is the compose project (or the job name). Snapshots are an ObjectSet
@@ -24,7 +25,9 @@ from pydantic import ValidationError
 from maintainer.errors import MaintainerError, ObjectNotFound, StorageError
 from maintainer.snapshot.manifest import SnapshotArchive, SnapshotManifest
 from maintainer.storage.base import Storage
-from maintainer.storage.objectset import ObjectSet, open_verified, parse_id
+from maintainer.crypto.errors import DecryptionError
+from maintainer.crypto.keyring import DecryptingReader, Keyring
+from maintainer.storage.objectset import ChecksumMismatch, ObjectSet, open_verified, parse_id
 
 SNAPSHOTS = ObjectSet("snapshots")
 ARCHIVE = "snapshot.tar.zst"
@@ -55,15 +58,17 @@ class SnapshotEntry:
 
 
 def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[str, bytes],
-                   manifest: SnapshotManifest, level: int = 10) -> SnapshotEntry:
-    """Stream the members and the manifest into one tar.zst, then write the manifest
-    beside it (last), with the archive's size and SHA-256. Returns the snapshot as
-    stored. On failure nothing of it stays behind (best effort)."""
+                   manifest: SnapshotManifest, level: int = 10, keyring: Keyring | None = None) -> SnapshotEntry:
+    """Stream the members and the manifest into one tar.zst (encrypted with age when
+    ``keyring`` is enabled), then write the manifest beside it (last), with the
+    archive's size and SHA-256. Returns the snapshot as stored. On failure nothing
+    of it stays behind (best effort)."""
     import zstandard
 
-    key = SNAPSHOTS.key(name, snapshot_id, ARCHIVE)
+    keyring = keyring or Keyring(storage.name)
+    key = SNAPSHOTS.key(name, snapshot_id, keyring.name(ARCHIVE))
     digest = hashlib.sha256()
-    with storage.open_writer(key) as writer:
+    with keyring.writer(storage.open_writer(key)) as writer:
         class _Sink(io.RawIOBase):
             def writable(self) -> bool:
                 return True
@@ -82,8 +87,12 @@ def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[
                     _add(tar, member_name, members[member_name], mtime)
                 _add(tar, SNAPSHOTS.manifest, manifest.to_json(archive=False), mtime)
     assert writer.info is not None
-    stored = manifest.model_copy(update={"archive": SnapshotArchive(key=key, size=writer.info.size,
-                                                                    sha256=digest.hexdigest())})
+    if keyring.enabled:
+        archive = SnapshotArchive(key=key, size=writer.stored_size, sha256=writer.stored_sha256,
+                                  encryption=keyring.record(), compressed_sha256=digest.hexdigest())
+    else:
+        archive = SnapshotArchive(key=key, size=writer.info.size, sha256=digest.hexdigest())
+    stored = manifest.model_copy(update={"archive": archive})
     try:
         SNAPSHOTS.write_manifest(storage, name, snapshot_id, stored.to_json())
     except BaseException:
@@ -133,26 +142,38 @@ def find_snapshot(storage: Storage, name: str, snapshot_id: str | None = None) -
                            hint=f"`maintainer snapshots` lists them; newest is {entries[-1].id}")
 
 
-def read_members(storage: Storage, entry: SnapshotEntry) -> Iterator[tuple[str, bytes]]:
+def read_members(storage: Storage, entry: SnapshotEntry,
+                 keyring: Keyring | None = None) -> Iterator[tuple[str, bytes]]:
     """Each (member name, content) of a stored snapshot, streaming from storage.
 
     The archive passes through SHA-256, checked after the last member: consume
     every member before acting on any. Raises ChecksumMismatch if the stored
-    archive is not the one written (also when the damage broke decompression
-    first), StorageError if it matches but cannot be read."""
+    archive is not the one written (also when the damage broke decryption or
+    decompression first), StorageError if it matches but cannot be read, and
+    for an encrypted archive MissingIdentity/NoMatchingIdentity (naming the
+    storage and recipients) before reading it, DamagedCiphertext never: an
+    altered chunk is reported as the checksum mismatch it is."""
     import zstandard
 
     label = f"snapshot {entry.name}/{entry.id}"
     archive = entry.archive
+    keyring = keyring or Keyring(storage.name)
+    identities = (keyring.identities_for(label, archive.encryption.recipients)
+                  if archive.encryption is not None else None)
     with open_verified(storage, archive.key, size=archive.size, sha256=archive.sha256, label=label) as raw:
+        plain = DecryptingReader(raw, identities) if identities is not None else raw
         try:
-            with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as zin:
+            with zstandard.ZstdDecompressor().stream_reader(plain, closefd=False) as zin:
                 with tarfile.open(fileobj=zin, mode="r|") as tar:
                     for info in tar:
                         if not info.isfile():
                             continue
                         f = tar.extractfile(info)
                         yield info.name, f.read() if f else b""
+        except DecryptionError as exc:  # the identity matched a recipient: the bytes are damaged
+            raw.verify()
+            raise StorageError(f"{label} cannot be decrypted (its SHA-256 matches, so it was stored that way): "
+                               f"{exc.message}") from None
         except MaintainerError:
             raise
         except Exception as exc:  # noqa: BLE001 - damaged bytes break tarfile in many ways
@@ -161,7 +182,18 @@ def read_members(storage: Storage, entry: SnapshotEntry) -> Iterator[tuple[str, 
                 raise
             raise StorageError(f"{label} is damaged (its SHA-256 matches, so it was stored that way): "
                                f"{exc}") from None
+        if identities is not None:
+            try:
+                plain.read()  # to the final chunk: age's end-of-stream check (a truncation fails here)
+            except DecryptionError as exc:
+                raw.verify()
+                raise StorageError(f"{label} cannot be decrypted (its SHA-256 matches, so it was stored that "
+                                   f"way): {exc.message}") from None
         raw.verify()
+        if identities is not None:
+            if archive.compressed_sha256 and plain.plain_sha256 != archive.compressed_sha256:
+                raise ChecksumMismatch(f"{label}: SHA-256 of the decrypted (compressed) archive does not match "
+                                       "the manifest")
 
 
 def delete_snapshot(storage: Storage, entry: SnapshotEntry) -> None:

@@ -65,3 +65,49 @@ def test_the_manual_procedure_refuses_an_object_that_does_not_match_its_manifest
 
     assert out.returncode != 0
     assert "dump.pgcustom.zst does not match manifest.json" in out.stderr
+
+
+def encrypted_backup(postgres, tmp_path):
+    """A maintainer backup of contrivance into an encrypted file:// storage; (config, identity file)."""
+    from support.encryption import encryption, make_key
+
+    key, recipient = make_key(tmp_path, "age.key")
+    config = config_for(f"file://{tmp_path}/store", {"contrivance": db_entry(postgres, "contrivance")},
+                        storage_extra={"encryption": encryption([recipient])})
+    assert run_job(config, "backup").ok
+    return config, key
+
+
+def test_the_manual_procedure_restores_an_encrypted_backup_with_the_age_cli(postgres, postgres_factory, tmp_path):
+    load_contrivance(postgres)
+    config, key = encrypted_backup(postgres, tmp_path)
+    [backup] = catalog.list_backups(open_storage(config.storage["main"], "main"), "contrivance")
+    assert backup.manifest.object("dump").key.endswith(".zst.age")
+    target = postgres_factory(password=postgres.password)
+    env = {**os.environ, "BACKUPS": str(tmp_path / "store"), "DB": "contrivance", "WORK": str(tmp_path / "work"),
+           "AGE_KEY": str(key),
+           "PGHOST": target.host, "PGPORT": str(target.port), "PGUSER": target.user, "PGPASSWORD": target.password}
+
+    out = subprocess.run(["bash", "-c", manual_procedure()], env=env, capture_output=True, text=True, timeout=300)
+
+    assert out.returncode == 0, out.stderr
+    assert f"restored contrivance from backup {backup.id}" in out.stdout
+    rows, objects = snapshot_counts(target, "contrivance")
+    assert rows == {k: v.rows for k, v in backup.manifest.row_counts.items()}
+    assert objects == backup.manifest.object_counts
+
+
+def test_the_manual_procedure_stops_at_an_encrypted_backup_without_its_identity(postgres, tmp_path):
+    from support.encryption import make_key
+
+    load_contrivance(postgres)
+    encrypted_backup(postgres, tmp_path)
+    wrong, _ = make_key(tmp_path, "wrong.key")
+    env = {**os.environ, "BACKUPS": str(tmp_path / "store"), "DB": "contrivance", "WORK": str(tmp_path / "work"),
+           "AGE_KEY": str(wrong), "PGHOST": "127.0.0.1", "PGPORT": "1", "PGUSER": "nobody"}
+
+    out = subprocess.run(["bash", "-c", manual_procedure()], env=env, capture_output=True, text=True, timeout=120)
+
+    assert out.returncode != 0
+    assert "no identity matched any of the recipients" in out.stderr
+    assert not (tmp_path / "work" / "globals.sql").exists()
