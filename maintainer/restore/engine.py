@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+import psycopg
 from psycopg import sql
 
 from maintainer import redact
@@ -37,7 +38,8 @@ from maintainer.errors import Interrupted, JobError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import PgClient, choose_client
 from maintainer.postgres.connection import ServerVersion
-from maintainer.restore.globals import GlobalsReport, apply_database_statements, apply_globals, database_statements
+from maintainer.restore.globals import (GlobalsReport, apply_database_statements, apply_globals, creation_options,
+                                        database_statements)
 from maintainer.restore.stream import ChecksumMismatch, VerifiedObject
 from maintainer.storage.base import Storage
 
@@ -56,7 +58,6 @@ _TOC_ITEM = re.compile(r"^[0-9]+; [0-9]+ [0-9]+ ")
 # database itself, and its settings, comment, grants and labels (which a NEW restore takes).
 _LEVEL = "DATABASE PROPERTIES|COMMENT - DATABASE|ACL - DATABASE|SECURITY LABEL - DATABASE"
 _DATABASE_ITEM = re.compile(rf"^[0-9]+; [0-9]+ [0-9]+ (DATABASE|{_LEVEL}) ")
-_DATABASE_LEVEL = re.compile(rf"^[0-9]+; [0-9]+ [0-9]+ ({_LEVEL}) ")
 
 
 class Progress:
@@ -123,6 +124,7 @@ class Restore:
     globals: GlobalsReport | None = None
     created: bool = False  # NEW: the database exists now, the caller drops it on failure
     database_settings: str = ""
+    creation_note: str = ""  # when the dump's encoding/locale could not be used
     seconds: dict[str, float] = field(default_factory=dict)  # copy_seconds, pg_restore_seconds
 
     def run(self) -> "Restore":
@@ -139,8 +141,8 @@ class Restore:
         directory = self.client.make_dir(self.temp_dir)
         try:
             path = self._place(dump, directory)  # verified: nothing below runs on a mismatch
-            self._prepare(globals_sql)
             total, database_sql = self._database_sql(path, directory) if self.dest.how == NEW else (None, "")
+            self._prepare(globals_sql, creation_options(database_sql))
             self.progress.phase("pg_restore", total=total)
             t = time.monotonic()
             try:
@@ -155,6 +157,8 @@ class Restore:
         if statements := database_statements(database_sql, self.dest.dbname):
             with self.dest.connect("postgres") as admin:
                 self.database_settings = apply_database_statements(admin, statements)
+        if self.creation_note:
+            self.database_settings = "; ".join(filter(None, [self.creation_note, self.database_settings]))
         return self
 
     def _place(self, obj: StoredObject, directory: str) -> str:
@@ -181,8 +185,9 @@ class Restore:
         self.raw_bytes, self.stored_bytes = reader.raw_bytes, reader.stored_bytes
         return path
 
-    def _prepare(self, globals_sql: str | None) -> None:
-        """Globals first (owners and grants need the roles), then a NEW database."""
+    def _prepare(self, globals_sql: str | None, options: list[str]) -> None:
+        """Globals first (owners and grants need the roles), then a NEW database with
+        the dumped database's encoding and locale (``options``), as --create would."""
         if globals_sql is None and self.dest.how != NEW:
             return
         with self.dest.connect("postgres") as admin:
@@ -192,10 +197,26 @@ class Restore:
                 if not self.globals.ok:
                     log.warning("restore.globals_errors", errors=self.globals.errors)
             if self.dest.how == NEW:
-                owner = sql.SQL(" OWNER {}").format(sql.Identifier(self.dest.owner)) if self.dest.owner else sql.SQL("")
-                admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0{}").format(
-                    sql.Identifier(self.dest.dbname), owner))
+                self._create_database(admin, options)
                 self.created = True
+
+    def _create_database(self, admin, options: list[str]) -> None:
+        """CREATE DATABASE with the dump's options; where this server lacks its locale,
+        with the server's defaults instead, said in the summary (the data still fits:
+        pg_restore converts the encoding)."""
+        owner = sql.SQL(" OWNER {}").format(sql.Identifier(self.dest.owner)) if self.dest.owner else sql.SQL("")
+        create = sql.SQL("CREATE DATABASE {} TEMPLATE template0{}").format(sql.Identifier(self.dest.dbname), owner)
+        if options:
+            try:
+                # The options are the dump's own NAME = 'literal' pairs (see creation_options).
+                admin.execute(sql.Composed([create, sql.SQL(" " + " ".join(options))]))
+                return
+            except psycopg.Error as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                self.creation_note = (f"created with this server's default encoding and locale, not the dump's "
+                                      f"({', '.join(options)}: {first})")
+                log.warning("restore.database_options_refused", options=options, error=first)
+        admin.execute(create)
 
     def _database_sql(self, path: str, directory: str) -> tuple[int, str]:
         """The number of items pg_restore will restore (for the progress display) and
@@ -204,7 +225,7 @@ class Restore:
                                  dbname=self.dest.dbname)
         items = [line for line in listing.splitlines() if _TOC_ITEM.match(line)]
         total = sum(1 for line in items if not _DATABASE_ITEM.match(line))
-        wanted = [line for line in items if _DATABASE_LEVEL.match(line)]
+        wanted = [line for line in items if _DATABASE_ITEM.match(line)]  # CREATE DATABASE and its settings
         if not wanted:
             return total, ""
         data = ("\n".join(wanted) + "\n").encode()

@@ -199,3 +199,25 @@ def apply_database_statements(admin, statements: list[str]) -> str:
         log.warning("restore.database_settings_errors", errors=errors)
     text = f"{applied} statements applied"
     return text + (f"; {len(errors)} failed: " + "; ".join(errors[:3]) if errors else "")
+
+
+# CREATE DATABASE options that make the database what it was: its encoding and
+# locale. TEMPLATE (always template0 here), OWNER (set separately) and
+# TABLESPACE (may not exist on the target) are left out.
+_KEPT_OPTIONS = ("ENCODING", "LOCALE_PROVIDER", "LOCALE", "LC_COLLATE", "LC_CTYPE", "ICU_LOCALE", "ICU_RULES",
+                 "BUILTIN_LOCALE")
+_OPTION = re.compile(r"\b([A-Z_]+)\s*=\s*('(?:[^']|'')*'|[A-Za-z0-9_]+)")
+
+
+def creation_options(sql_text: str) -> list[str]:
+    """The encoding and locale options of the dump's ``CREATE DATABASE`` (from
+    ``pg_restore --create`` output), as ``NAME = value`` texts ready to append to
+    a CREATE DATABASE of another name. Pure; [] when there is no such statement."""
+    for statement in split_statements(sql_text):
+        if not statement.upper().startswith("CREATE DATABASE"):
+            continue
+        _, _, options = _mask_literals(statement).partition(" WITH ")
+        start = len(statement) - len(options)
+        return [f"{m.group(1)} = {statement[start + m.start(2):start + m.end(2)]}"
+                for m in _OPTION.finditer(options) if m.group(1) in _KEPT_OPTIONS]
+    return []
