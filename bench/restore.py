@@ -129,7 +129,8 @@ def main() -> int:
         naive_copy = time.monotonic() - t
         gobj = entry.manifest.object("globals")
         if gobj is not None:  # roles first, as a careful person would
-            naive.put_bytes("/tmp", "globals.sql", VerifiedObject(storage, gobj).read_all())
+            data = VerifiedObject(storage, gobj).read_all()
+            naive.put_file("/tmp", "globals.sql", len(data), [data])
             naive.exec(["psql", "-X", "-q", "-U", "postgres", "-f", "/tmp/globals.sql"])
         code, out = naive.exec(["psql", "-X", "-q", "-U", "postgres", "-c", "CREATE DATABASE contrivance"])
         t = time.monotonic()

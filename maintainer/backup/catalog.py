@@ -9,7 +9,6 @@ module.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -44,20 +43,12 @@ class BackupEntry:
         return any(v.passed for v in self.verifications)
 
     @property
-    def last_verification(self) -> Verification | None:
-        return max(self.verifications, key=lambda v: v.finished, default=None)
-
-    @property
     def suspicious(self) -> bool:
         return self.manifest.suspicious
 
 
 class BackupNotFound(MaintainerError):
     """No complete backup matches what was asked for."""
-
-
-def list_databases(storage: Storage) -> list[str]:
-    return layout.BACKUPS.groups(storage)
 
 
 def list_backups(storage: Storage, database: str | None = None) -> list[BackupEntry]:
@@ -165,9 +156,5 @@ def _verified_note(entry: BackupEntry) -> str:
     return f"verified by a restore drill on {record.finished.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
-def dumps(data: dict) -> bytes:
-    return json.dumps(data, indent=2, default=str).encode()
-
-
-__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "find_backup", "newest_verified", "list_backups", "list_databases",
+__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "find_backup", "newest_verified", "list_backups",
            "read_manifest", "write_manifest", "write_verification"]

@@ -55,15 +55,12 @@ _PERIODS: list[tuple[str, str, Callable[[datetime], tuple]]] = [
 ]
 
 
-def plan_retention(items: Sequence[RetentionItem], policy: "Retention", now: datetime | None = None) -> RetentionPlan:
+def plan_retention(items: Sequence[RetentionItem], policy: "Retention") -> RetentionPlan:
     """Decide which items to keep (with reasons) and which to delete.
 
-    ``now`` is accepted for interface stability and reported nowhere: the
-    periods are counted over the items that exist, as restic and borg do, so
-    a pause in backups never empties the history. Items newer than ``now``
-    are kept like any other item.
+    The periods are counted over the items that exist, not over calendar time,
+    as restic and borg do, so a pause in backups never empties the history.
     """
-    del now  # periods count backups that exist, not calendar time; see docstring
     ordered = sorted(items, key=lambda i: (_utc(i.time), i.id), reverse=True)
     keep: dict[str, list[str]] = {}
 

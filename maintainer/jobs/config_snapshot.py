@@ -88,7 +88,7 @@ class ConfigSnapshotJob(Job):
             result.figures.update(stored=1, bytes=stored.size)
         # Retention, as for backups (the newest is always kept).
         entries = existing if ctx.dry_run else list_snapshots(storage, self.snapshot_name)
-        plan = plan_retention([RetentionItem(e.id, e.created) for e in entries], spec.retention, utcnow())
+        plan = plan_retention([RetentionItem(e.id, e.created) for e in entries], spec.retention)
         for entry in entries:
             if entry.id in plan.delete:
                 if not ctx.dry_run:

@@ -180,7 +180,7 @@ class PgBackupJob(Job):
             raise
         ctx.log.info("backup.stored", database=name, backup=backup_id, raw_size=manifest.raw_size,
                      stored_size=manifest.stored_size, rows=manifest.total_rows, duration=manifest.duration)
-        plan = plan_retention(retention_items(catalog.list_backups(storage, name)), self.spec.retention, utcnow())
+        plan = plan_retention(retention_items(catalog.list_backups(storage, name)), self.spec.retention)
         apply_retention(storage, name, plan)
         if plan.delete:
             ctx.log.info("backup.retention", database=name, deleted=plan.delete, kept=len(plan.keep))
@@ -247,7 +247,7 @@ class PgBackupJob(Job):
             lines.append(f"  (cannot check the server now: {exc.message})")
         entries = catalog.list_backups(storage, name)
         items = [RetentionItem(backup_id, layout.parse_backup_id(backup_id))] + retention_items(entries)
-        plan = plan_retention(items, self.spec.retention, utcnow())
+        plan = plan_retention(items, self.spec.retention)
         for bid in plan.delete:
             lines.append(f"  would delete {layout.backup_prefix(name, bid)}")
         for bid, why in plan.keep.items():

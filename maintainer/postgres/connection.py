@@ -28,10 +28,18 @@ class ServerVersion:
 
 def connect(spec: DatabaseSpec, name: str, dbname: str | None = None, *, autocommit: bool = True) -> psycopg.Connection:
     """An open connection to database entry ``name``; DatabaseError saying why not."""
+    return open_connection(spec.conninfo(name, dbname), what=f"database {name} ({spec.display(name)})",
+                           autocommit=autocommit)
+
+
+def open_connection(conninfo: str, *, what: str, password: str | None = None,
+                    autocommit: bool = True) -> psycopg.Connection:
+    """psycopg.connect with a failure turned into DatabaseError("<what>: <reason>"),
+    the reason on one line and without secrets. The one place maintainer connects."""
     try:
-        return psycopg.connect(spec.conninfo(name, dbname), autocommit=autocommit)
+        return psycopg.connect(conninfo, password=password, autocommit=autocommit)
     except psycopg.Error as exc:
-        raise DatabaseError(f"database {name} ({spec.display(name)}): {describe_error(exc)}") from None
+        raise DatabaseError(f"{what}: {describe_error(exc)}") from None
 
 
 def describe_error(exc: BaseException) -> str:

@@ -284,9 +284,6 @@ class DrillContainer:
         copy_into(self.client, self.container.id, directory, name, size, chunks,
                   where=f"drill container {self.name}", make_dir=False)
 
-    def put_bytes(self, directory: str, name: str, data: bytes) -> None:
-        self.put_file(directory, name, len(data), [data])
-
     def exec(self, cmd: list[str], *, user: str = "postgres") -> tuple[int, str]:
         """Run a command inside the container; (exit code, combined output)."""
         with docker_errors(f"run {cmd[0]} in drill container {self.name}"):

@@ -27,7 +27,7 @@ from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import PgClient
-from maintainer.postgres.connection import password_used
+from maintainer.postgres.connection import open_connection, password_used
 from maintainer.restore.engine import NEW, Destination, Progress, Restore
 from maintainer.restore.plan import RestorePlan, Target
 from maintainer.restore.verify import compare_row_counts
@@ -90,12 +90,7 @@ def target_from_dsn(dsn: str, default_dbname: str) -> Target:
 
 
 def connect(target: Target, dbname: str) -> psycopg.Connection:
-    try:
-        return psycopg.connect(target.dsn(dbname), password=target.password, autocommit=True)
-    except psycopg.Error as exc:
-        from maintainer.postgres.connection import describe_error
-
-        raise DatabaseError(f"{target.display}/{dbname}: {describe_error(exc)}") from None
+    return open_connection(target.dsn(dbname), what=f"{target.display}/{dbname}", password=target.password)
 
 
 def other_sessions(conn, dbname: str) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from psycopg.conninfo import make_conninfo
+
 from maintainer.backup.catalog import BackupEntry
 from maintainer.errors import UsageError
 
@@ -26,7 +28,7 @@ class Target:
     from_dsn: bool = False  # given as --target-dsn: a container client connects to it as given
 
     def dsn(self, dbname: str) -> str:
-        return f"{self.conninfo} dbname='{_escape(dbname)}'"
+        return make_conninfo(self.conninfo, dbname=dbname)
 
 
 @dataclass
@@ -97,7 +99,3 @@ def plan_restore(database: str, entry: BackupEntry, why: str, target: Target, *,
                      "(the old database is kept)")
     plan.steps = steps
     return plan
-
-
-def _escape(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("'", "\\'")

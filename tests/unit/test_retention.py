@@ -14,7 +14,6 @@ from maintainer.config.jobs import Retention
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 12, 31, tzinfo=timezone.utc)
 
 
 def item(hours: float, **kw) -> RetentionItem:
@@ -43,7 +42,7 @@ def histories(draw):
 @settings(max_examples=300, deadline=None)
 @given(histories(), policies)
 def test_every_item_is_either_kept_or_deleted_and_never_both(items, policy):
-    plan = plan_retention(items, policy, NOW)
+    plan = plan_retention(items, policy)
     ids = {i.id for i in items}
     assert set(plan.keep) | set(plan.delete) == ids
     assert not set(plan.keep) & set(plan.delete)
@@ -53,7 +52,7 @@ def test_every_item_is_either_kept_or_deleted_and_never_both(items, policy):
 @settings(max_examples=300, deadline=None)
 @given(histories(), policies)
 def test_the_newest_item_and_every_protected_item_are_never_deleted(items, policy):
-    plan = plan_retention(items, policy, NOW)
+    plan = plan_retention(items, policy)
     if items:
         newest = max(items, key=lambda i: i.time)
         assert newest.id in plan.keep
@@ -68,8 +67,8 @@ def test_a_suspicious_item_never_displaces_a_good_one(items, policy):
     """The good items deleted are exactly those deleted if the suspicious ones did not exist
     (the newest-item rule aside: a suspicious newest item does not protect an older good one)."""
     good = [i for i in items if not i.suspicious]
-    plan_all = plan_retention(items, policy, NOW)
-    plan_good = plan_retention(good, policy, NOW)
+    plan_all = plan_retention(items, policy)
+    plan_good = plan_retention(good, policy)
     deleted_good = [d for d in plan_all.delete if d in {g.id for g in good}]
     assert deleted_good == plan_good.delete
 
@@ -77,16 +76,16 @@ def test_a_suspicious_item_never_displaces_a_good_one(items, policy):
 @settings(max_examples=300, deadline=None)
 @given(histories(), policies)
 def test_applying_a_plan_twice_deletes_nothing_more(items, policy):
-    plan = plan_retention(items, policy, NOW)
+    plan = plan_retention(items, policy)
     kept = [i for i in items if i.id in plan.keep]
-    again = plan_retention(kept, policy, NOW)
+    again = plan_retention(kept, policy)
     assert again.delete == []
 
 
 @settings(max_examples=200, deadline=None)
 @given(histories(), st.integers(1, 10))
 def test_keep_last_keeps_at_least_the_n_newest_good_items(items, n):
-    plan = plan_retention(items, Retention(keep_last=n, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=n, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0))
     good = sorted((i for i in items if not i.suspicious), key=lambda i: i.time, reverse=True)
     for i in good[:n]:
         assert i.id in plan.keep
@@ -98,7 +97,7 @@ def test_keep_last_keeps_at_least_the_n_newest_good_items(items, n):
 @settings(max_examples=200, deadline=None)
 @given(histories(), st.integers(1, 6))
 def test_keep_daily_keeps_the_newest_item_of_each_of_the_last_n_days_that_have_one(items, n):
-    plan = plan_retention(items, Retention(keep_last=0, keep_hourly=0, keep_daily=n, keep_weekly=0, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=0, keep_hourly=0, keep_daily=n, keep_weekly=0, keep_monthly=0))
     good = [i for i in items if not i.suspicious]
     days = sorted({i.time.date() for i in good}, reverse=True)[:n]
     for day in days:
@@ -109,14 +108,14 @@ def test_keep_daily_keeps_the_newest_item_of_each_of_the_last_n_days_that_have_o
 
 
 def test_an_empty_history_plans_nothing():
-    plan = plan_retention([], Retention(), NOW)
+    plan = plan_retention([], Retention())
     assert plan.keep == {} and plan.delete == []
 
 
 def test_a_worked_example_over_ten_days():
     # Three backups a day for ten days; keep 2 last, 3 daily, 1 weekly.
     items = [item(d * 24 + h) for d in range(10) for h in (1, 9, 17)]
-    plan = plan_retention(items, Retention(keep_last=2, keep_hourly=0, keep_daily=3, keep_weekly=1, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=2, keep_hourly=0, keep_daily=3, keep_weekly=1, keep_monthly=0))
     newest = item(9 * 24 + 17).id
     assert plan.keep[newest] == ["newest", "last 1", "daily 1", "weekly 1"]
     assert plan.keep[item(9 * 24 + 9).id] == ["last 2"]
@@ -128,7 +127,7 @@ def test_a_worked_example_over_ten_days():
 
 def test_a_suspicious_newest_backup_is_kept_but_the_good_ones_keep_their_slots():
     items = [item(0), item(24), item(48, suspicious=True)]
-    plan = plan_retention(items, Retention(keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0))
     assert plan.keep[item(48).id][0] == "newest"
     assert plan.keep[item(24).id] == ["newest good", "last 1"]
     assert plan.delete == [item(0).id]
@@ -136,19 +135,19 @@ def test_a_suspicious_newest_backup_is_kept_but_the_good_ones_keep_their_slots()
 
 def test_an_old_suspicious_backup_ages_out_with_its_window():
     items = [item(0, suspicious=True), item(24), item(48)]
-    plan = plan_retention(items, Retention(keep_last=2, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=2, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0))
     assert plan.delete == [item(0).id]
 
 
 def test_the_newest_verified_backup_survives_any_policy():
     items = [item(0, protected=True)] + [item(h) for h in range(1, 30)]
-    plan = plan_retention(items, Retention(keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=1, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0))
     assert plan.keep[item(0).id] == ["protected"]
     assert len(plan.keep) == 2
 
 
 def test_a_suspicious_newest_backup_does_not_cost_the_newest_good_one_even_with_a_keep_nothing_policy():
     items = [item(0), item(24), item(48, suspicious=True)]
-    plan = plan_retention(items, Retention(keep_last=0, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0), NOW)
+    plan = plan_retention(items, Retention(keep_last=0, keep_hourly=0, keep_daily=0, keep_weekly=0, keep_monthly=0))
     assert plan.keep == {item(48).id: ["newest"], item(24).id: ["newest good"]}
     assert plan.delete == [item(0).id]
