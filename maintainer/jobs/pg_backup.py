@@ -37,7 +37,7 @@ from maintainer.jobs.base import Event, Job, JobResult, RunContext, utcnow
 from maintainer.postgres import inventory
 from maintainer.postgres.client import Client, choose_client
 from maintainer.postgres.connection import client_env, end_sessions, export_snapshot, server_version
-from maintainer.postgres.dump import MemoryWriter, run_into
+from maintainer.backup.dump import MemoryWriter, run_into
 from maintainer.storage import leftovers
 from maintainer.storage.base import Storage
 

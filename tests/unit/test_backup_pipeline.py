@@ -20,7 +20,7 @@ from maintainer.jobs.pg_backup import check_dump, suspicious_reasons
 from maintainer.postgres.client import choose_client, local_clients
 from maintainer.postgres.process import DumpProcess, _Multiplexed
 from maintainer.postgres.connection import ServerVersion, client_env, describe_error
-from maintainer.postgres.dump import MemoryWriter, tool_failure
+from maintainer.backup.dump import MemoryWriter, tool_failure
 
 pytestmark = pytest.mark.unit
 

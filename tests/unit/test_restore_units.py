@@ -13,7 +13,7 @@ from maintainer.backup.catalog import BackupEntry
 from maintainer.backup.manifest import Manifest, StoredObject, TableCount, Verification
 from maintainer.backup.pipeline import store_stream
 from maintainer.errors import StorageError, UsageError
-from maintainer.postgres.dump import MemoryWriter
+from maintainer.backup.dump import MemoryWriter
 from maintainer.restore import container
 from maintainer.restore.globals import database_statements, plan_globals, role_of, split_statements
 from maintainer.restore.plan import Target, plan_restore, restored_name

@@ -1,4 +1,5 @@
-"""Run pg_dump or pg_dumpall through a PgClient straight into a storage writer.
+"""The backup pipeline's first step: pg_dump or pg_dumpall, run through a PgClient,
+streamed straight into a storage writer (postgres/ only runs the tools).
 
 The tool's stdout goes through zstd and SHA-256 into the writer (see
 backup.pipeline). A watcher kills the tool (or removes its container) as soon
