@@ -2,21 +2,23 @@
 
 Only a backup with a readable manifest is listed (layout.BACKUPS, an object
 set whose manifest is written last); anything else under the layout (leftovers
-of failed runs) is invisible here and removed by the backup job's clean-up.
+of failed runs) is invisible here and removed by ``remove_leftovers``.
 Every reader (backups, restore, drills, retention, health) goes through this
-module.
+module, and so does the backup job for the lifecycle rules: a unique id,
+discarding a failed backup, leftovers, and applying retention.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from pydantic import ValidationError
 
 from maintainer.backup import layout
 from maintainer.backup.manifest import Manifest, Verification
-from maintainer.errors import MaintainerError, ObjectNotFound, StorageError
+from maintainer.backup.retention import RetentionItem, RetentionPlan
+from maintainer.errors import JobError, MaintainerError, ObjectNotFound, StorageError
 from maintainer.storage.base import Storage
 
 
@@ -156,5 +158,42 @@ def _verified_note(entry: BackupEntry) -> str:
     return f"verified by a restore drill on {record.finished.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
-__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "find_backup", "newest_verified", "list_backups",
+# ---------------------------------------------------------------- lifecycle
+# What the backup job does to the catalogue: its rules live here, beside the listing.
+
+
+def retention_items(entries: list[BackupEntry]) -> list[RetentionItem]:
+    """Backups as retention sees them; the newest verified one is protected."""
+    newest = next((e.id for e in entries if e.verified), None)
+    return [RetentionItem(e.id, e.created, protected=e.id == newest, suspicious=e.suspicious) for e in entries]
+
+
+def apply_retention(storage: Storage, database: str, plan: RetentionPlan) -> None:
+    """Delete what the plan says, manifest first: a half-deleted backup is never listed."""
+    for backup_id in plan.delete:
+        layout.BACKUPS.delete(storage, database, backup_id)
+
+
+def discard_backup(storage: Storage, database: str, backup_id: str) -> None:
+    """Best effort: remove what a failed backup stored (the next run retries anything left)."""
+    layout.BACKUPS.discard(storage, database, backup_id)
+
+
+def remove_leftovers(storage: Storage, database: str) -> list[str]:
+    """Remove what failed or killed runs left under this database; returns the keys removed.
+    Never what another run is writing right now (see maintainer.storage.objectset)."""
+    return layout.BACKUPS.remove_leftovers(storage, database)
+
+
+def unique_backup_id(storage: Storage, database: str, when: datetime) -> str:
+    """The start time as an id; one second later if that id is taken (bounded)."""
+    for step in range(10):
+        backup_id = layout.new_backup_id(when + timedelta(seconds=step))
+        if not any(True for _ in storage.list(layout.backup_prefix(database, backup_id))):
+            return backup_id
+    raise JobError(f"database {database}: cannot find a free backup id near {when.isoformat()}")
+
+
+__all__ = ["BackupEntry", "BackupNotFound", "StorageError", "apply_retention", "discard_backup", "find_backup", "newest_verified", "list_backups",
+           "remove_leftovers", "retention_items", "unique_backup_id",
            "read_manifest", "write_manifest", "write_verification"]

@@ -22,23 +22,21 @@ import threading
 import time
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from maintainer import __version__
 from maintainer.backup import catalog, layout
+from maintainer.backup.dump import MemoryWriter, run_into
 from maintainer.backup.manifest import Manifest, StoredObject, TableCount
 from maintainer.backup.pipeline import StreamResult
 from maintainer.backup.retention import RetentionItem, RetentionPlan, plan_retention
 from maintainer.config.jobs import PgBackupJob as PgBackupSpec
 from maintainer.config.models import DatabaseSpec
 from maintainer.crypto.keyring import Keyring
-from maintainer.errors import DatabaseError, Interrupted, JobError, MaintainerError
+from maintainer.errors import DatabaseError, Interrupted, MaintainerError
 from maintainer.jobs.base import Event, Job, JobResult, RunContext, utcnow
 from maintainer.postgres import inventory
 from maintainer.postgres.client import Client, choose_client
 from maintainer.postgres.connection import client_env, end_sessions, export_snapshot, server_version
-from maintainer.backup.dump import MemoryWriter, run_into
-from maintainer.storage import leftovers
 from maintainer.storage.base import Storage
 
 PG_DUMP_MAGIC = b"PGDMP"
@@ -101,12 +99,12 @@ class PgBackupJob(Job):
     # -- one database --------------------------------------------------
     def _backup(self, ctx: RunContext, storage: Storage, keyring: Keyring, name: str, db: DatabaseSpec,
                 globals_cache: dict) -> tuple[Manifest, RetentionPlan]:
-        removed = remove_leftovers(storage, name)
+        removed = catalog.remove_leftovers(storage, name)
         if removed:
             ctx.log.info("backup.leftovers_removed", database=name, count=len(removed))
         started = utcnow()
         t0 = time.monotonic()
-        backup_id = unique_backup_id(storage, name, started)
+        backup_id = catalog.unique_backup_id(storage, name, started)
         dbname = db.dbname or name
         with export_snapshot(db, name) as snap:
             server = server_version(snap.conn)
@@ -176,12 +174,12 @@ class PgBackupJob(Job):
                 manifest.suspicious_reasons = reasons
             catalog.write_manifest(storage, manifest)
         except BaseException:
-            discard_backup(storage, name, backup_id)  # stored without a manifest: remove it now
+            catalog.discard_backup(storage, name, backup_id)  # stored without a manifest: remove it now
             raise
         ctx.log.info("backup.stored", database=name, backup=backup_id, raw_size=manifest.raw_size,
                      stored_size=manifest.stored_size, rows=manifest.total_rows, duration=manifest.duration)
-        plan = plan_retention(retention_items(catalog.list_backups(storage, name)), self.spec.retention)
-        apply_retention(storage, name, plan)
+        plan = plan_retention(catalog.retention_items(catalog.list_backups(storage, name)), self.spec.retention)
+        catalog.apply_retention(storage, name, plan)
         if plan.delete:
             ctx.log.info("backup.retention", database=name, deleted=plan.delete, kept=len(plan.keep))
         return manifest, plan
@@ -232,7 +230,7 @@ class PgBackupJob(Job):
 
     # -- dry run -------------------------------------------------------
     def _plan(self, ctx: RunContext, storage: Storage, keyring: Keyring, name: str, db: DatabaseSpec) -> list[str]:
-        backup_id = unique_backup_id(storage, name, utcnow())
+        backup_id = catalog.unique_backup_id(storage, name, utcnow())
         dump, globals_name = keyring.name(layout.DUMP), keyring.name(layout.GLOBALS)
         lines = [f"{name}: would store {layout.backup_prefix(name, backup_id)}"
                  f"{{{dump}, {globals_name if self.spec.globals else ''}{', ' if self.spec.globals else ''}{layout.MANIFEST}}}"]
@@ -246,7 +244,7 @@ class PgBackupJob(Job):
         except MaintainerError as exc:
             lines.append(f"  (cannot check the server now: {exc.message})")
         entries = catalog.list_backups(storage, name)
-        items = [RetentionItem(backup_id, layout.parse_backup_id(backup_id))] + retention_items(entries)
+        items = [RetentionItem(backup_id, layout.parse_backup_id(backup_id))] + catalog.retention_items(entries)
         plan = plan_retention(items, self.spec.retention)
         for bid in plan.delete:
             lines.append(f"  would delete {layout.backup_prefix(name, bid)}")
@@ -310,48 +308,6 @@ def suspicious_reasons(new: Manifest, previous: Manifest | None, drop: float) ->
         if before > 0 and (before - after) / before > drop:
             reasons.append(f"{label} fell from {before} to {after} (more than {drop:.0%}) since {previous.id}")
     return reasons
-
-
-def retention_items(entries: list[catalog.BackupEntry]) -> list[RetentionItem]:
-    """Backups as retention sees them; the newest verified one is protected."""
-    newest_verified = next((e.id for e in entries if e.verified), None)
-    return [RetentionItem(e.id, e.created, protected=e.id == newest_verified, suspicious=e.suspicious)
-            for e in entries]
-
-
-def apply_retention(storage: Storage, database: str, plan: RetentionPlan) -> None:
-    """Delete what the plan says, manifest first: a half-deleted backup is never listed."""
-    for backup_id in plan.delete:
-        prefix = layout.backup_prefix(database, backup_id)
-        storage.delete(layout.manifest_key(database, backup_id))
-        for info in list(storage.list(prefix)):
-            storage.delete(info.key)
-
-
-def discard_backup(storage: Storage, database: str, backup_id: str) -> None:
-    """Best effort: remove what a failed backup stored (the next run retries anything left)."""
-    try:
-        for info in list(storage.list(layout.backup_prefix(database, backup_id))):
-            storage.delete(info.key)
-    except MaintainerError:
-        pass
-
-
-def remove_leftovers(storage: Storage, database: str) -> list[str]:
-    """Remove what failed or killed runs left under this database; returns the keys removed.
-
-    Never what another run is writing right now: see maintainer.storage.leftovers.
-    """
-    return leftovers.remove_leftovers(storage, layout.database_prefix(database), layout.MANIFEST)
-
-
-def unique_backup_id(storage: Storage, database: str, when: datetime) -> str:
-    """The start time as an id; one second later if that id is taken (bounded)."""
-    for step in range(10):
-        backup_id = layout.new_backup_id(when + timedelta(seconds=step))
-        if not any(True for _ in storage.list(layout.backup_prefix(database, backup_id))):
-            return backup_id
-    raise JobError(f"database {database}: cannot find a free backup id near {when.isoformat()}")
 
 
 def _summary_line(m: Manifest, plan: RetentionPlan) -> str:

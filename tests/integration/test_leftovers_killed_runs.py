@@ -20,7 +20,7 @@ import pytest
 from maintainer.backup import catalog, layout
 from maintainer.config.models import StorageSpec
 from maintainer.backup.retention import RetentionPlan
-from maintainer.jobs.pg_backup import apply_retention, remove_leftovers
+from maintainer.backup.catalog import apply_retention, remove_leftovers
 from maintainer.storage import open_storage
 from maintainer.storage.base import ABANDONED_AFTER
 
