@@ -19,9 +19,8 @@ from maintainer.restore.stream import VerifiedObject
 from maintainer.runner import run_job
 from maintainer.snapshot.store import list_snapshots
 
-from support.encryption import CONFIG_VALUE, ROW_VALUE, encryption, make_key, plant_row, sha256, stored_objects
-from support.postgres import remove_postgres, start_postgres
-from support.scenarios import (config_data, databases, drill_job, load_contrivance, make_backup, run_cli, storage_of,
+from support.encryption import CONFIG_VALUE, ROW_VALUE, encryption, make_key, planted_contrivance, sha256, stored_objects
+from support.scenarios import (config_data, databases, drill_job, make_backup, run_cli, storage_of,
                                 write_config)
 
 pytestmark = pytest.mark.integration
@@ -35,13 +34,8 @@ def _age_cli() -> None:
 
 @pytest.fixture(scope="module")
 def source(docker_client, pg_image):
-    server = start_postgres(docker_client, pg_image)
-    try:
-        load_contrivance(server)
-        plant_row(server)
+    with planted_contrivance(docker_client, pg_image) as server:
         yield server
-    finally:
-        remove_postgres(server)
 
 
 @pytest.fixture(scope="module")

@@ -17,22 +17,16 @@ from maintainer.restore.stream import VerifiedObject
 from maintainer.runner import run_job
 from maintainer.storage import open_storage
 
-from support.encryption import ROW_VALUE, encryption, make_key, plant_row
-from support.postgres import remove_postgres, start_postgres
-from support.scenarios import databases, load_contrivance, run_cli, write_config
+from support.encryption import ROW_VALUE, encryption, make_key, planted_contrivance
+from support.scenarios import databases, run_cli, write_config
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def source(docker_client, pg_image):
-    server = start_postgres(docker_client, pg_image)
-    try:
-        load_contrivance(server)
-        plant_row(server)
+    with planted_contrivance(docker_client, pg_image) as server:
         yield server
-    finally:
-        remove_postgres(server)
 
 
 def local_data(root: Path, tmp: Path, server, setting: dict | None, retention: dict | None = None) -> dict:

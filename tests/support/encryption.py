@@ -3,6 +3,7 @@ storage settings, and every byte a storage holds."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -42,3 +43,18 @@ def plant_row(server, dbname: str = "contrivance") -> None:
 
     psql(server, dbname=dbname, sql=f"CREATE TABLE public.planted (note text); "
                                     f"INSERT INTO public.planted VALUES ('{ROW_VALUE}')")
+
+
+@contextlib.contextmanager
+def planted_contrivance(docker_client, image: str):
+    """A PostgreSQL server with the Contrivance database and a row holding ROW_VALUE; removed after."""
+    from .pgdata import load_contrivance
+    from .postgres import remove_postgres, start_postgres
+
+    server = start_postgres(docker_client, image)
+    try:
+        load_contrivance(server)
+        plant_row(server)
+        yield server
+    finally:
+        remove_postgres(server)
