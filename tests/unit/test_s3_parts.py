@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from maintainer.config.models import StorageSpec
-from maintainer.storage import s3
-from maintainer.storage.s3 import S3Storage, part_size_for
+from maintainer.storage import s3_writer
+from maintainer.storage.s3 import S3Storage
+from maintainer.storage.s3_writer import part_size_for
 
 pytestmark = pytest.mark.unit
 
@@ -51,7 +52,7 @@ def test_parts_double_every_so_many_to_reach_far_beyond_ten_thousand_base_parts(
 
 
 def test_the_writer_fills_two_reused_buffers_and_grows_parts_on_schedule(monkeypatch):
-    monkeypatch.setattr(s3, "DOUBLE_EVERY", 3)
+    monkeypatch.setattr(s3_writer, "DOUBLE_EVERY", 3)
     fake = FakeS3()
     storage = S3Storage("t", StorageSpec(url="s3://bucket/p"), client=fake)
     storage.part_size = 1000
