@@ -36,13 +36,31 @@ types and count and the identities tried, by public key), DamagedCiphertext
 authentication is ever returned).
 """
 
+import importlib
+
 from maintainer.crypto.errors import (DamagedCiphertext, DecryptionError, EncryptionError, KeyFormatError,
                                       NoMatchingIdentity)
-from maintainer.crypto.keyfiles import (KeyFileUnreadable, read_identity_file, read_recipients_file,
-                                        recipients_of, write_identity_file)
-from maintainer.crypto.keys import (Identity, Recipient, SshEd25519Identity, SshEd25519Recipient, X25519Identity,
-                                    X25519Recipient, parse_recipient)
-from maintainer.crypto.stream import CHUNK, Decryptor, EncryptingWriter, Encryptor, decrypt_blocks
+
+# The names below load cryptography's OpenSSL bindings (about 8 MB of resident
+# memory), so they are imported when first used: a run whose storage is not
+# encrypted, which still imports maintainer.crypto.keyring, never pays for them.
+_LAZY = {
+    "KeyFileUnreadable": "keyfiles", "read_identity_file": "keyfiles", "read_recipients_file": "keyfiles",
+    "recipients_of": "keyfiles", "write_identity_file": "keyfiles",
+    "Identity": "keys", "Recipient": "keys", "SshEd25519Identity": "keys", "SshEd25519Recipient": "keys",
+    "X25519Identity": "keys", "X25519Recipient": "keys", "parse_recipient": "keys",
+    "CHUNK": "stream", "Decryptor": "stream", "EncryptingWriter": "stream", "Encryptor": "stream",
+    "decrypt_blocks": "stream",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"maintainer.crypto.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'maintainer.crypto' has no attribute {name!r}")
+
 
 FORMAT = "age"
 
