@@ -111,10 +111,8 @@ def parse_header(buffer: bytes | bytearray) -> tuple[Header, int] | None:
         return None
     stanzas: list[Stanza] = []
     while True:
-        end = data.find(b"\n", pos)
-        if end < 0:
-            if len(data) > MAX_HEADER:
-                raise DamagedCiphertext(f"the age header is longer than {MAX_HEADER} bytes: the file is damaged")
+        end = _line_end(data, pos)
+        if end is None:
             return None
         line = data[pos:end]
         if line.startswith(b"-> "):
@@ -134,6 +132,15 @@ def parse_header(buffer: bytes | bytearray) -> tuple[Header, int] | None:
             raise DamagedCiphertext("the age header has a line that is neither a stanza nor the MAC line")
 
 
+def _line_end(data: bytes, pos: int) -> int | None:
+    """Where the header line starting at ``pos`` ends; None while more input is
+    needed. DamagedCiphertext once the header has outgrown MAX_HEADER."""
+    end = data.find(b"\n", pos)
+    if end < 0 and len(data) > MAX_HEADER:
+        raise DamagedCiphertext(f"the age header is longer than {MAX_HEADER} bytes: the file is damaged")
+    return end if end >= 0 else None
+
+
 def _parse_stanza(data: bytes, pos: int, end: int) -> tuple[Stanza, int] | None:
     """The stanza whose ``->`` line is data[pos:end], and the position after its body."""
     args = data[pos + 3:end].split(b" ")
@@ -142,10 +149,8 @@ def _parse_stanza(data: bytes, pos: int, end: int) -> tuple[Stanza, int] | None:
     body = b""
     pos = end + 1
     while True:
-        end = data.find(b"\n", pos)
-        if end < 0:
-            if len(data) > MAX_HEADER:
-                raise DamagedCiphertext(f"the age header is longer than {MAX_HEADER} bytes: the file is damaged")
+        end = _line_end(data, pos)
+        if end is None:
             return None
         line = data[pos:end]
         if len(line) > _COLUMNS:
