@@ -6,6 +6,8 @@ What is sent, and when:
   suspicious backup, a failed drill) or succeeded with ``on_success`` set
   (``notify_success`` on a job overrides it). Body: job, type, run_id, status,
   summary, error, events, figures, started, finished, duration.
+* alert: one JSON POST (alert, severity, message, fields) to webhooks when
+  something outside a run needs a person (``Notifier.alert``).
 * ping: ``<url>/start`` when a run starts, ``<url>`` when it succeeds and
   ``<url>/fail`` when it fails, for every run: a dead man's switch needs the
   success pings, so ``on_success`` does not apply to pings.
@@ -80,6 +82,16 @@ class Notifier:
                 self._send(index, target, ping_url(url, phase), redact.scrub(body).encode(), "text/plain")
             elif target.type == "webhook" and should_send_webhook(result, on_success) and (url := _url(index, target)):
                 body = redact.scrub(json.dumps(webhook_payload(result), default=str, ensure_ascii=False))
+                self._send(index, target, url, body.encode(), "application/json")
+
+    def alert(self, kind: str, message: str, *, severity: str = "warning", **fields: Any) -> None:
+        """An alert that is not the end of a run: something a long-running part of
+        maintainer noticed (a gap in the WAL archive, a replication slot over its
+        bound, low disk space). Webhooks get one JSON POST; pings do not apply."""
+        payload = {"alert": kind, "severity": severity, "message": message, **fields}
+        for index, target in enumerate(self.spec.targets):
+            if target.type == "webhook" and (url := _url(index, target)):
+                body = redact.scrub(json.dumps(payload, default=str, ensure_ascii=False))
                 self._send(index, target, url, body.encode(), "application/json")
 
     def _send(self, index: int, target: "NotifyTarget", url: str, body: bytes, content_type: str) -> bool:

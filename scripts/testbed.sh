@@ -3,7 +3,8 @@
 # or again on one already set up (then it only checks, and takes seconds):
 #   - Debian packages: docker.io, debootstrap, docker-registry, PostgreSQL 15 server
 #     and client binaries (the apt cluster is kept stopped), zstd, curl, iproute2,
-#     age (the standard CLI that tests check maintainer's encryption against);
+#     age (the standard CLI that tests check maintainer's encryption against), chromium
+#     (the headless browser that loads the status page in tests);
 #   - a running Docker engine;
 #   - images built locally, since no container registry is reachable:
 #       maintainer-test/postgres:15  (bookworm, stand-in for the official postgres:15)
@@ -30,7 +31,7 @@ DOCKER=/usr/bin/docker
 export DOCKER_BUILDKIT=0
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PACKAGES=(docker.io debootstrap docker-registry postgresql-15 postgresql-client-15 zstd curl iproute2 age)
+APT_PACKAGES=(docker.io debootstrap docker-registry postgresql-15 postgresql-client-15 zstd curl iproute2 age chromium)
 
 declare -a TIMINGS=()
 

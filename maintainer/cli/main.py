@@ -67,9 +67,9 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str | None, deb
 
 def _register() -> None:
     """Each area's module lists its commands in COMMANDS; this is the one place they join."""
-    from maintainer.cli import backups, daemon, jobs, keys, restore, snapshots
+    from maintainer.cli import backups, daemon, images, jobs, keys, restore, snapshots, wal
 
-    for module in (jobs, backups, restore, snapshots, daemon, keys):
+    for module in (jobs, backups, restore, snapshots, daemon, keys, wal, images):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Mapping
 
-from maintainer.config.jobs import RegistryAuth
+from maintainer.config.docker_jobs import RegistryAuth
 from maintainer.dockerapi import error_line
 from maintainer.errors import ConfigError, DockerError
 from maintainer.images.reference import DEFAULT_REGISTRY, ImageRef, parse_ref, repo_of_digest

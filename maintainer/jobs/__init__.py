@@ -11,13 +11,17 @@ from __future__ import annotations
 from maintainer.jobs.base import Job
 from maintainer.jobs.config_snapshot import ConfigSnapshotJob
 from maintainer.jobs.docker_prune import DockerPruneJob
+from maintainer.jobs.image_backup import ImageBackupJob
 from maintainer.jobs.image_update import ImageUpdateJob
 from maintainer.jobs.pg_backup import PgBackupJob
+from maintainer.jobs.pg_basebackup import PgBasebackupJob
 from maintainer.jobs.restore_drill import RestoreDrillJob
+from maintainer.jobs.wal_archive import WalArchiveJob
 
 JOB_TYPES: dict[str, type[Job]] = {
     cls.type_name: cls
-    for cls in (PgBackupJob, ConfigSnapshotJob, DockerPruneJob, ImageUpdateJob, RestoreDrillJob)
+    for cls in (PgBackupJob, ConfigSnapshotJob, DockerPruneJob, ImageUpdateJob, RestoreDrillJob,
+                ImageBackupJob, WalArchiveJob, PgBasebackupJob)
 }
 
 __all__ = ["JOB_TYPES", "Job"]

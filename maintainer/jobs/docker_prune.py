@@ -7,7 +7,7 @@ what went, what was skipped and the space reclaimed.
 
 from __future__ import annotations
 
-from maintainer.config.jobs import DockerPruneJob as DockerPruneSpec
+from maintainer.config.docker_jobs import DockerPruneJob as DockerPruneSpec
 from maintainer.dockerapi import connect
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 from maintainer.prune.apply import apply_plan

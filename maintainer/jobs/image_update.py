@@ -7,7 +7,7 @@ that image's error line; the others still update, and the run fails overall.
 
 from __future__ import annotations
 
-from maintainer.config.jobs import ImageUpdateJob as ImageUpdateSpec
+from maintainer.config.docker_jobs import ImageUpdateJob as ImageUpdateSpec
 from maintainer.dockerapi import connect
 from maintainer.images.update import Credentials, update_image
 from maintainer.jobs.base import Job, JobResult, RunContext

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable, Literal
 
-from maintainer.config.jobs import DockerPruneJob
+from maintainer.config.docker_jobs import DockerPruneJob
 from maintainer.config.types import format_duration
 from maintainer.dockerapi import COMPOSE_PROJECT
 from maintainer.images.reference import normalize_tag

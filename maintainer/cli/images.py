@@ -1,0 +1,5 @@
+"""`maintainer images ...` commands (being built)."""
+
+from __future__ import annotations
+
+COMMANDS: list = []

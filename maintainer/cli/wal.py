@@ -1,0 +1,5 @@
+"""`maintainer wal ...` commands (being built)."""
+
+from __future__ import annotations
+
+COMMANDS: list = []

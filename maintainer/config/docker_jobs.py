@@ -1,0 +1,94 @@
+"""The options of the Docker job types: prune, image updates, image backups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+
+from maintainer.config.jobbase import JobBase, Retention, Strict
+from maintainer.config.types import Duration, Name
+from maintainer.errors import ConfigError
+
+
+class PruneContainers(Strict):
+    enabled: bool = Field(True, description="remove stopped containers")
+    older_than: Duration = Field(timedelta(hours=24), description="only containers stopped at least this long")
+
+
+class PruneToggle(Strict):
+    enabled: bool = Field(True, description="remove this kind of object")
+
+
+class PruneAged(Strict):
+    enabled: bool = Field(True, description="remove this kind of object")
+    older_than: Duration = Field(timedelta(days=7), description=(
+        "only objects at least this old: images since they were created, build cache since it was last used"))
+
+
+class PruneVolumes(Strict):
+    enabled: bool = Field(False, description="volumes are never pruned unless this is true")
+    anonymous_only: bool = Field(True, description="only volumes with generated (64-hex) names")
+    protect_label: str = Field("maintainer.protect", description=(
+        "objects (volumes, and containers, images and networks too) labelled LABEL=true are never removed"))
+    protected_patterns: list[str] = Field(default_factory=list, description="glob patterns of volume names never removed")
+    stateful_projects: list[str] = Field(default_factory=list, description="compose projects whose volumes and containers are never removed")
+
+
+class DockerPruneJob(JobBase):
+    """Remove unused Docker objects by plan; volumes only when enabled, never a used or protected one."""
+
+    type: Literal["docker_prune"]
+    containers: PruneContainers = Field(default_factory=PruneContainers, description="stopped containers")
+    dangling_images: PruneToggle = Field(default_factory=PruneToggle, description="images without a tag that no container uses")
+    unused_images: PruneAged = Field(default_factory=lambda: PruneAged(older_than=timedelta(days=14)), description=(
+        "tagged images that no container uses and no image_update job lists"))
+    networks: PruneToggle = Field(default_factory=PruneToggle,
+                                  description="networks no container (running or stopped) is attached to")
+    build_cache: PruneAged = Field(default_factory=PruneAged, description="build cache no running build uses")
+    volumes: PruneVolumes = Field(default_factory=PruneVolumes, description=(
+        "volumes no container uses; pruned only when enabled, never a protected one"))
+    label_filter: list[str] = Field(default_factory=list, description=(
+        "only objects carrying all these labels (KEY or KEY=VALUE) are candidates, e.g. "
+        "com.docker.compose.project=myapp; build cache has no labels and is skipped when set"))
+
+
+class RegistryAuth(Strict):
+    """A login to one registry, for pulls and digest checks."""
+
+    username: str = Field(description="the registry user name")
+    password: SecretStr = Field(description="the registry password or access token")
+
+
+class ImageUpdateJob(JobBase):
+    """Pull images whose registry digest changed, and report old and new digests."""
+
+    type: Literal["image_update"]
+    images: list[str] = Field(min_length=1, description="image references, by tag or tag@digest")
+    untag_superseded: bool = Field(True, description="untag the replaced image so the next prune can reclaim it")
+    docker_config: str | None = Field(None, description="path of a Docker config.json with registry credentials")
+    registries: dict[str, RegistryAuth] = Field(default_factory=dict, description="credentials per registry host")
+
+    @field_validator("images")
+    @classmethod
+    def _refs(cls, v: list[str]) -> list[str]:
+        # images is a layer above config: imported here, where an image is validated.
+        from maintainer.images.reference import parse_ref
+
+        for ref in v:
+            try:
+                parse_ref(ref)
+            except ConfigError as exc:
+                raise ValueError(exc.message) from None
+        return v
+
+
+class ImageBackupJob(JobBase):
+    """Save the images the deployment runs, by digest, to storage (layers stored once)."""
+
+    type: Literal["image_backup"]
+    storage: str = Field(description="a name from the top-level storage section")
+    compose_project: Name | None = Field(None, description="save the images of this compose project's containers")
+    images: list[str] = Field(default_factory=list, description="image references to save as well")
+    retention: Retention = Field(default_factory=Retention, description="which saved sets to keep")

@@ -1,0 +1,1 @@
+"""Continuous protection: the WAL archive and physical base backups in storage."""
