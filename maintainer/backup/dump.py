@@ -11,13 +11,14 @@ writer`` then removes the partial object.
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timezone
 
 from maintainer import redact
 from maintainer.backup.pipeline import StreamResult, store_stream
 from maintainer.errors import DatabaseError, Interrupted
 from maintainer.postgres.client import PgClient
 from maintainer.postgres.process import DumpProcess
-from maintainer.storage.base import Writer
+from maintainer.storage.base import ObjectInfo, Writer
 
 
 def run_into(client: PgClient, tool: str, args: list[str], env: dict[str, str], writer: Writer, *,
@@ -86,9 +87,6 @@ class MemoryWriter(Writer):
         self.size += len(data)
 
     def _commit(self):
-        from datetime import datetime, timezone
-
-        from maintainer.storage.base import ObjectInfo
 
         return ObjectInfo(self.key, self.size, datetime.now(timezone.utc))
 

@@ -7,6 +7,8 @@ failure arrives here as a MaintainerError and leaves as one ``Error:`` line
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
 import sys
 import threading
@@ -15,6 +17,7 @@ from pathlib import Path
 import click
 
 from maintainer import __version__, redact
+from maintainer.config import find_config, load_config
 from maintainer.errors import ConfigError, MaintainerError
 from maintainer.logs import setup_logging
 
@@ -31,15 +34,11 @@ class App:
 
     @property
     def path(self) -> Path:
-        from maintainer.config import find_config
-
         if self._path is None:
             self._path = find_config(self.config_path)
         return self._path
 
     def config(self):
-        from maintainer.config import load_config
-
         if self._config is None:
             self._config = load_config(self.path)
         return self._config
@@ -132,9 +131,6 @@ def entry() -> None:
         code = 0
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
-    import atexit
-    import logging
-
     logging.shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

@@ -9,7 +9,11 @@ import click
 
 from maintainer.cli.main import App, pass_app
 from maintainer.cli.output import echo, human_size, print_json, table
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import ConfigError, UsageError
+from maintainer.snapshot.restore import diff_against_current, extract
+from maintainer.snapshot.store import find_snapshot, list_snapshots, read_members
+from maintainer.storage import open_storage
 
 
 def _snapshot_jobs(config, job: str | None) -> list[tuple[str, object]]:
@@ -27,8 +31,6 @@ def _snapshot_jobs(config, job: str | None) -> list[tuple[str, object]]:
 
 
 def _storage_and_name(config, name: str, spec):
-    from maintainer.storage import open_storage
-
     return open_storage(config.storage[spec.storage], name=spec.storage), spec.compose_project or name
 
 
@@ -38,7 +40,6 @@ def _storage_and_name(config, name: str, spec):
 @pass_app
 def snapshots(app: App, job: str | None, as_json: bool) -> None:
     """List configuration snapshots, oldest first."""
-    from maintainer.snapshot.store import list_snapshots
 
     config = app.config()
     rows = []
@@ -76,9 +77,6 @@ def restore(app: App, latest: bool, snapshot_id: str | None, to: Path, job: str 
     Nothing running is changed: files land in DIR/files/<original path>,
     container specs in DIR/engine/, the manifest in DIR/manifest.json.
     """
-    from maintainer.snapshot.restore import diff_against_current, extract
-    from maintainer.snapshot.store import find_snapshot, read_members
-
     if latest == bool(snapshot_id):
         raise UsageError("give exactly one of --latest or --id ID")
     config = app.config()
@@ -88,7 +86,6 @@ def restore(app: App, latest: bool, snapshot_id: str | None, to: Path, job: str 
     name, spec = jobs[0]
     storage, folder = _storage_and_name(config, name, spec)
     entry = find_snapshot(storage, folder, snapshot_id)
-    from maintainer.crypto.keyring import Keyring
 
     members = extract(read_members(storage, entry, Keyring.of(config, spec.storage)), to)
     files = sum(1 for m in members if m.startswith("files/"))

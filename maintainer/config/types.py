@@ -6,10 +6,14 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from string import Formatter
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, SecretStr, StringConstraints
+
+from maintainer.errors import ConfigError
+from maintainer.images.reference import parse_ref
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -221,10 +225,6 @@ def validate_image_template(value: str) -> str:
     when a drill formats it, so it is refused here, as is a result that is
     not an image reference.
     """
-    from string import Formatter
-
-    from maintainer.errors import ConfigError
-    from maintainer.images.reference import parse_ref
 
     try:
         fields = [(name, spec, conv) for _text, name, spec, conv in Formatter().parse(value) if name is not None]

@@ -6,10 +6,18 @@ apply retention.
 from __future__ import annotations
 
 from maintainer import __version__
-from maintainer.units import human_size
+from maintainer.backup.retention import RetentionItem, plan_retention
 from maintainer.config.jobs import ConfigSnapshotJob as ConfigSnapshotSpec
 from maintainer.crypto.keyring import Keyring
+from maintainer.dockerapi import connect
+from maintainer.errors import JobError
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
+from maintainer.snapshot.collect import Collected, collect_engine, collect_files
+from maintainer.snapshot.manifest import SkippedPath, SnapshotFile, SnapshotManifest, content_hash
+from maintainer.snapshot.mask import Masker
+from maintainer.snapshot.store import delete_snapshot, list_snapshots, remove_leftovers, write_snapshot
+from maintainer.storage.objectset import new_id
+from maintainer.units import human_size
 
 
 class ConfigSnapshotJob(Job):
@@ -21,21 +29,12 @@ class ConfigSnapshotJob(Job):
         return self.spec.compose_project or self.name
 
     def run(self, ctx: RunContext) -> JobResult:
-        from maintainer.backup.retention import RetentionItem, plan_retention
-        from maintainer.snapshot.collect import Collected, collect_engine, collect_files
-        from maintainer.snapshot.manifest import SkippedPath, SnapshotFile, SnapshotManifest, content_hash
-        from maintainer.snapshot.mask import Masker
-        from maintainer.snapshot.store import delete_snapshot, list_snapshots, remove_leftovers, write_snapshot
-        from maintainer.storage.objectset import new_id
-
         result = self.new_result(ctx)
         spec = self.spec
         masker = Masker(spec.secret_patterns)
         collected = Collected()
         collect_files(spec.paths, spec.exclude, masker, collected)
         if spec.compose_project:
-            from maintainer.dockerapi import connect
-
             client = connect()
             try:
                 collect_engine(client, spec.compose_project, masker, collected)
@@ -108,6 +107,4 @@ def same_keys(entry, keyring) -> bool:
 
 
 def raise_same_second(name: str, snapshot_id: str) -> None:
-    from maintainer.errors import JobError
-
     raise JobError(f"a snapshot {name}/{snapshot_id} was stored this very second; run again in a moment")

@@ -38,6 +38,7 @@ from maintainer.postgres import inventory
 from maintainer.postgres.client import Client, choose_client
 from maintainer.postgres.connection import client_env, end_sessions, export_snapshot, server_version
 from maintainer.storage.base import Storage
+from maintainer.units import human_duration, human_size
 
 PG_DUMP_MAGIC = b"PGDMP"
 GLOBALS_SETTLE = 120  # seconds a failed dump waits for the pg_dumpall beside it to end
@@ -311,8 +312,6 @@ def suspicious_reasons(new: Manifest, previous: Manifest | None, drop: float) ->
 
 
 def _summary_line(m: Manifest, plan: RetentionPlan) -> str:
-    from maintainer.units import human_duration, human_size
-
     mark = " SUSPICIOUS" if m.suspicious else ""
     return (f"{m.database}: backup {m.id}{mark}: {human_size(m.stored_size)} stored ({human_size(m.raw_size)} raw), "
             f"{m.total_rows} rows in {len(m.row_counts)} tables, {human_duration(m.duration)}, "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from maintainer.dockerapi import connect
 from maintainer.errors import MaintainerError
 from maintainer.snapshot.collect import Collected, _in_secret_dir, collect_engine, mask_file
 from maintainer.snapshot.manifest import SnapshotManifest
@@ -94,8 +95,6 @@ def diff_against_current(members: dict[str, bytes], manifest: SnapshotManifest, 
         diff.engine_note = "not part of this snapshot"
         return diff
     try:
-        from maintainer.dockerapi import connect
-
         client = (client_factory or connect)()
     except MaintainerError as exc:
         diff.engine_note = f"not compared: {exc.message}"

@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
+import zstandard
 from pydantic import ValidationError
 
+from maintainer.crypto.errors import DecryptionError
+from maintainer.crypto.keyring import DecryptingReader, Keyring
 from maintainer.errors import MaintainerError, ObjectNotFound, StorageError
 from maintainer.snapshot.manifest import SnapshotArchive, SnapshotManifest
 from maintainer.storage.base import Storage
-from maintainer.crypto.errors import DecryptionError
-from maintainer.crypto.keyring import DecryptingReader, Keyring
 from maintainer.storage.objectset import ChecksumMismatch, ObjectSet, open_verified, parse_id
 
 SNAPSHOTS = ObjectSet("snapshots")
@@ -63,7 +64,6 @@ def write_snapshot(storage: Storage, name: str, snapshot_id: str, members: dict[
     ``keyring`` is enabled), then write the manifest beside it (last), with the
     archive's size and SHA-256. Returns the snapshot as stored. On failure nothing
     of it stays behind (best effort)."""
-    import zstandard
 
     keyring = keyring or Keyring(storage.name)
     key = SNAPSHOTS.key(name, snapshot_id, keyring.name(ARCHIVE))
@@ -153,7 +153,6 @@ def read_members(storage: Storage, entry: SnapshotEntry,
     for an encrypted archive MissingIdentity/NoMatchingIdentity (naming the
     storage and recipients) before reading it, DamagedCiphertext never: an
     altered chunk is reported as the checksum mismatch it is."""
-    import zstandard
 
     label = f"snapshot {entry.name}/{entry.id}"
     archive = entry.archive

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO, Iterator
 
-from maintainer.errors import StorageError
+from maintainer.errors import ObjectNotFound, StorageError
 
 COPY_CHUNK = 1024 * 1024
 PARTIAL = ".partial-"
@@ -144,8 +144,6 @@ class Storage(ABC):
             return stream.read()
 
     def exists(self, key: str) -> bool:
-        from maintainer.errors import ObjectNotFound
-
         try:
             self.stat(key)
             return True
