@@ -23,8 +23,11 @@ import os
 from abc import ABC, abstractmethod
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 
 from maintainer.crypto import bech32
 from maintainer.crypto.errors import DamagedCiphertext, KeyFormatError
@@ -258,9 +261,6 @@ class SshEd25519Recipient(Recipient):
 
 class SshEd25519Identity(Identity):
     def __init__(self, seed: bytes, source: str | None = None):
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
         public_line = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
             serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode("ascii")
         self._recipient = SshEd25519Recipient.parse(public_line)
@@ -271,9 +271,6 @@ class SshEd25519Identity(Identity):
     @classmethod
     def from_openssh(cls, data: bytes, source: str | None = None) -> "SshEd25519Identity":
         """An unencrypted OpenSSH private key file (``ssh-keygen -t ed25519 -N ''``)."""
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-        from cryptography.hazmat.primitives.serialization import load_ssh_private_key
-
         try:
             key = load_ssh_private_key(data, password=None)
         except TypeError:

@@ -172,6 +172,7 @@ def container_spec(info: dict, image: dict | None, masker: Masker) -> dict:
 def collect_engine(client, project: str, masker: Masker, out: Collected) -> None:
     """Add engine/containers/<name>.json for each container of the compose project,
     and engine/images.json, volumes.json, networks.json for what they use."""
+    # Lazy: the docker SDK costs ~55 ms at start-up, and only a snapshot of an engine needs it.
     from docker.errors import NotFound
 
     api = client.api
