@@ -8,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationInfo, field_validator, model_validator
 
 from maintainer.config.jobs import JobSpec, Strict
 from maintainer.config.types import (Duration, EndpointUrl, Host, ImageTemplate, ListenAddress, Name, Region,
-                                    SecretHttpUrl)
+                                    PENDING_SECRET)
+from maintainer.config.types import http_url  # the webhook/ping rule, shared with SecretHttpUrl
 
 if TYPE_CHECKING:
     from maintainer.crypto import Identity, Recipient
@@ -195,6 +196,29 @@ class DatabaseSpec(Strict):
         return f"{self.user}@{self.host}:{self.port}/{self.dbname or name}"
 
 
+def check_apprise_urls(value: SecretStr) -> None:
+    """Every URL in ``value`` must be one Apprise supports; ValueError (never
+    quoting the URL, which holds a token) otherwise. A secret whose file could
+    not be read is checked where it is used."""
+    text = value.get_secret_value()
+    if text.startswith(PENDING_SECRET):
+        return
+    # apprise costs 0.15 s to import: only a config with an apprise target pays it.
+    import apprise
+
+    parse_urls = getattr(apprise.utils, "parse_urls", None) or apprise.utils.parse.parse_urls  # moved in apprise 1.9
+    urls = parse_urls(text)
+    if not urls:
+        raise ValueError("expected one or more Apprise URLs such as slack://... or tgram://... "
+                         "(the value is not shown: it may hold a token)")
+    for index, url in enumerate(urls, 1):
+        if apprise.Apprise.instantiate(url, suppress_exceptions=True) is None:
+            scheme = url.split("://", 1)[0] if "://" in url else ""
+            known = f"'{scheme}://' is not a service Apprise knows" if scheme and "/" not in scheme else "it is not a URL"
+            raise ValueError(f"Apprise URL {index}: {known}, or its options are wrong "
+                             "(the value is not shown: it may hold a token)")
+
+
 def _escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -202,9 +226,30 @@ def _escape(v: str) -> str:
 class NotifyTarget(Strict):
     """Where an alert goes."""
 
-    type: Literal["webhook", "ping"] = Field(description="webhook: JSON POST; ping: healthchecks.io-style URL")
-    url: SecretHttpUrl = Field(description="the http(s) URL; it often holds a token, so it is treated as a secret")
-    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers sent with each request")
+    type: Literal["webhook", "ping", "apprise"] = Field(description=(
+        "webhook: JSON POST; ping: healthchecks.io-style URL; apprise: an Apprise URL (slack://, tgram://, "
+        "mailtos://, ntfys://, matrixs://, discord://... every service Apprise supports)"))
+    url: SecretStr = Field(description=(
+        "webhook and ping: the http(s) URL; apprise: one or more Apprise URLs separated by spaces or commas. "
+        "URLs hold tokens, so they are secrets: give them with url_file"))
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers sent with each request "
+                                                                      "(webhook and ping)")
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, v: SecretStr, info: ValidationInfo) -> SecretStr:
+        # ``type`` is declared first, so it is known here (absent only when it was itself invalid).
+        if info.data.get("type") == "apprise":
+            check_apprise_urls(v)
+            return v
+        return http_url(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if v and info.data.get("type") == "apprise":
+            raise ValueError("headers apply to webhook and ping targets; an Apprise URL carries its own options")
+        return v
 
 
 class NotifySpec(Strict):
@@ -217,18 +262,35 @@ class NotifySpec(Strict):
     targets: list[NotifyTarget] = Field(default_factory=list, description="where alerts go; none: no alerts are sent")
 
 
+class BasicAuthSpec(Strict):
+    """HTTP basic authentication for the status page (``/health`` and ``/metrics``
+    stay open for the health check and Prometheus)."""
+
+    username: str = Field(description="the user name to give")
+    password: SecretStr = Field(description="the password; give it with password_file (a Docker secret)")
+
+
+class StatusPageSpec(Strict):
+    """The read-only HTML status page at ``GET /`` on ``daemon.listen``."""
+
+    enabled: bool = Field(True, description="serve the page; false: / answers 404")
+    basic_auth: BasicAuthSpec | None = Field(None, description=(
+        "not set: the page has no authentication (it says so) and belongs on an internal network"))
+
+
 class DaemonSpec(Strict):
     """The always-on ``maintainer daemon``: how it schedules runs, and what it serves."""
 
     state_dir: str = Field(default_factory=lambda: os.environ.get("MAINTAINER_STATE_DIR", "/var/lib/maintainer"),
                            description="run history and other state (a volume)",
                            json_schema_extra={"shown_default": "$MAINTAINER_STATE_DIR, else /var/lib/maintainer"})
-    listen: ListenAddress = Field("127.0.0.1:9187", description="host:port of /health and /metrics")
+    listen: ListenAddress = Field("127.0.0.1:9187", description="host:port of the status page, /health and /metrics")
     max_concurrent_jobs: int = Field(2, ge=1, description="runs at the same time at most; more wait for a free slot")
     jitter: Duration = Field(timedelta(0), description="random delay added to each start")
     misfire_grace: Duration = Field(timedelta(minutes=30), description="a run missed by less than this still runs, once")
     shutdown_grace: Duration = Field(timedelta(seconds=60), description="time running jobs get to finish on SIGTERM")
     failure_threshold: int = Field(3, ge=1, description="health fails when a job failed this many runs in a row")
+    status_page: StatusPageSpec = Field(default_factory=StatusPageSpec, description="the status page at GET /")
 
 
 class Config(Strict):

@@ -191,7 +191,7 @@ EndpointUrl = Annotated[str, AfterValidator(validate_endpoint)]
 PENDING_SECRET = "\x00maintainer-unavailable-secret:"
 
 
-def _http_url(value: SecretStr) -> SecretStr:
+def http_url(value: SecretStr) -> SecretStr:
     # The URL often carries a token, so the message never shows it.
     if value.get_secret_value().startswith(PENDING_SECRET):
         return value
@@ -205,7 +205,7 @@ def _http_url(value: SecretStr) -> SecretStr:
     return value
 
 
-SecretHttpUrl = Annotated[SecretStr, AfterValidator(_http_url)]
+SecretHttpUrl = Annotated[SecretStr, AfterValidator(http_url)]
 
 
 def validate_region(value: str) -> str:
