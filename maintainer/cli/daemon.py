@@ -23,13 +23,27 @@ from maintainer.history import History
 @click.command()
 @pass_app
 def daemon(app: App) -> None:
-    """Run every job on its schedule, serve /health and /metrics, until SIGTERM.
+    """Run every job on its schedule, serve the status page, /health and /metrics, until SIGTERM.
 
     SIGHUP reloads the config file (an invalid one is rejected and logged).
     """
     from maintainer.daemon.service import Daemon  # APScheduler, prometheus_client: 0.2 s
 
-    sys.exit(Daemon(app.path, app.config()).serve())
+    service = Daemon(app.path, app.config())
+    if getattr(service.server, "page", None) is None and service.config.daemon.status_page.enabled:
+        attach_status_page(service)
+    sys.exit(service.serve())
+
+
+def attach_status_page(service) -> None:
+    """Serve the status page from a Daemon that does not build it itself yet."""
+    from maintainer.statuspage import StatusPage  # the catalog and health modules behind it
+
+    page = StatusPage(lambda: service.config, service.history, service.cache,
+                      lambda: service.scheduler.alive and not service._stop.is_set(), service.scheduler.next_runs)
+    service.page = page
+    service.server.page = page.render
+    service.server.page_auth = page.credentials
 
 
 @click.command()
