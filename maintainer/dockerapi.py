@@ -3,6 +3,12 @@
 ``connect()`` returns a docker SDK client or raises DockerError naming the
 socket and what is wrong (missing, no permission, engine down).
 ``docker_errors(action)`` turns SDK exceptions inside a block into DockerError.
+
+Every docker client maintainer makes comes from ``connect()``, which honours
+the standard environment: ``DOCKER_HOST`` (``unix:///path``, or
+``tcp://host:port`` for a socket proxy that allows only the API sections
+maintainer uses, see docs/daemon.md), ``DOCKER_TLS_VERIFY`` and
+``DOCKER_CERT_PATH``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import os
 import tarfile
 import time
 from typing import Iterable, Iterator
+from urllib.parse import urlsplit
 
 from maintainer.errors import DockerError
 
@@ -26,12 +33,32 @@ def _socket_path(base_url: str) -> str | None:
     return None
 
 
-def connect(base_url: str | None = None, timeout: int = 120):
-    """A docker.DockerClient for $DOCKER_HOST or the default socket; DockerError otherwise."""
-    import docker
-    from docker.errors import DockerException
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 
-    base_url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+def docker_host() -> str:
+    """Where the engine is: $DOCKER_HOST, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def connect(base_url: str | None = None, timeout: int = 120):
+    """A docker.DockerClient for ``base_url``, else $DOCKER_HOST (with
+    $DOCKER_TLS_VERIFY and $DOCKER_CERT_PATH), else the default socket.
+
+    Raises DockerError naming the address when the socket is missing or not
+    ours to use, the engine does not answer, or a proxy refuses the ping.
+    """
+    import docker
+    from docker.errors import APIError, DockerException
+    from docker.utils import kwargs_from_env
+
+    tls = False
+    if base_url is None:
+        try:
+            tls = kwargs_from_env().get("tls") or False
+        except DockerException as exc:  # DOCKER_CERT_PATH without its files, for example
+            raise DockerError(f"the Docker TLS settings are not usable: {_first_line(str(exc))}") from None
+    base_url = base_url or docker_host()
     sock = _socket_path(base_url)
     if sock is not None:
         if not os.path.exists(sock):
@@ -41,8 +68,10 @@ def connect(base_url: str | None = None, timeout: int = 120):
             raise DockerError(f"no permission to use the Docker socket {sock}",
                               hint="run with the socket's group (docker run --group-add $(stat -c %g /var/run/docker.sock))")
     try:
-        client = docker.DockerClient(base_url=base_url, timeout=timeout)
+        client = docker.DockerClient(base_url=base_url, timeout=timeout, tls=tls)
         client.ping()
+    except APIError as exc:
+        raise DockerError(f"connect to the Docker engine: {refused(exc, base_url) or error_line(exc)}") from None
     except DockerException as exc:
         text = str(exc)
         if "Permission denied" in text:
@@ -67,11 +96,25 @@ def docker_errors(action: str) -> Iterator[None]:
     except (ImageNotFound, NotFound) as exc:
         raise DockerError(f"{action}: not found: {error_line(exc)}") from None
     except APIError as exc:
-        raise DockerError(f"{action}: {error_line(exc)}") from None
+        raise DockerError(f"{action}: {refused(exc) or error_line(exc)}") from None
     except (RequestsConnectionError, ReadTimeout) as exc:
         raise DockerError(f"{action}: lost the Docker engine: {_first_line(str(exc))}") from None
     except DockerException as exc:
         raise DockerError(f"{action}: {_first_line(str(exc))}") from None
+
+
+def refused(exc: BaseException, host: str | None = None) -> str | None:
+    """For an HTTP 403 (what a socket proxy answers for an API section it does not
+    allow): one line naming the request and what to change; None otherwise.
+    The message is whole by itself, because a job records messages, not hints."""
+    if getattr(exc, "status_code", None) != 403:
+        return None
+    request = getattr(getattr(exc, "response", None), "request", None)
+    what = f"{request.method} {urlsplit(request.url).path}" if request is not None else "the request"
+    explanation = error_line(exc)
+    detail = "" if "<" in explanation else f": {explanation}"
+    return (f"the Docker API at {host or docker_host()} refused {what} (HTTP 403{detail}); behind a socket proxy, "
+            "allow that API section (docs/daemon.md lists what each job uses)")
 
 
 def error_line(exc: BaseException) -> str:
