@@ -34,6 +34,10 @@ log = get_logger("history")
 
 FILENAME = "history.sqlite3"
 RUNNING, OK, FAILED = "running", "ok", "failed"
+# Why a run happened: the daemon's schedule, a person (``maintainer run``), the
+# daemon's low-space watcher, or an image_update running its ``before:`` jobs.
+TRIGGERS = ("schedule", "manual", "low_space", "before_update", "continuous")
+MANUAL = "manual"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -48,7 +52,8 @@ CREATE TABLE IF NOT EXISTS runs (
     figures   TEXT NOT NULL DEFAULT '{}',
     events    TEXT NOT NULL DEFAULT '[]',
     details   TEXT NOT NULL DEFAULT '{}',
-    pid       INTEGER
+    pid       INTEGER,
+    trigger   TEXT NOT NULL DEFAULT 'manual'  -- schedule | manual | low_space | before_update | continuous
 );
 CREATE INDEX IF NOT EXISTS runs_job_started ON runs (job, started);
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished);
@@ -72,6 +77,7 @@ class Run:
     figures: dict[str, float] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    trigger: str = MANUAL
 
     @property
     def duration(self) -> float | None:
@@ -85,7 +91,8 @@ class Run:
         return {"run_id": self.run_id, "job": self.job, "type": self.type, "status": self.status,
                 "started": self.started.isoformat(), "finished": self.finished.isoformat() if self.finished else None,
                 "duration": round(self.duration, 3) if self.duration is not None else None,
-                "errors": self.errors, "summary": self.summary, "figures": self.figures, "events": self.events}
+                "errors": self.errors, "summary": self.summary, "figures": self.figures, "events": self.events,
+                "trigger": self.trigger}
 
 
 def _ts(when: datetime) -> float:
@@ -116,6 +123,7 @@ class History:
             history.state_dir.mkdir(parents=True, exist_ok=True)
             with history._connect() as db:
                 db.executescript(_SCHEMA)
+                _add_trigger_column(db)
         except (OSError, sqlite3.Error) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise HistoryError(f"cannot use the run history at {history.path}: {reason}",
@@ -146,19 +154,28 @@ class History:
 
     # ------------------------------------------------------------ writing
 
-    def record_start(self, job: str, type_: str, run_id: str, started: datetime) -> None:
-        self._write("INSERT OR REPLACE INTO runs (run_id, job, type, started, status, pid) VALUES (?, ?, ?, ?, ?, ?)",
-                    (run_id, job, type_, _ts(started), RUNNING, os.getpid()))
+    def record_start(self, job: str, type_: str, run_id: str, started: datetime, trigger: str = MANUAL) -> None:
+        self._write("INSERT OR REPLACE INTO runs (run_id, job, type, started, status, pid, trigger)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, job, type_, _ts(started), RUNNING, os.getpid(), trigger))
 
-    def record_result(self, result: "JobResult") -> None:
+    def record_result(self, result: "JobResult", trigger: str | None = None) -> None:
+        """Complete the run's row; its trigger stays the one record_start wrote
+        (``trigger`` sets it for a run whose start was not recorded)."""
         finished = result.finished or datetime.now(timezone.utc)
         events = [{"kind": e.kind, "message": e.message, **e.fields} for e in result.events]
         self._write(
-            "INSERT OR REPLACE INTO runs (run_id, job, type, started, finished, status, errors, summary, figures,"
-            " events, details, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (run_id, job, type, started, finished, status, errors, summary, figures,"
+            " events, details, pid, trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id) DO UPDATE SET job = excluded.job, type = excluded.type,"
+            " started = excluded.started, finished = excluded.finished, status = excluded.status,"
+            " errors = excluded.errors, summary = excluded.summary, figures = excluded.figures,"
+            " events = excluded.events, details = excluded.details, pid = excluded.pid,"
+            " trigger = COALESCE(?, runs.trigger)",
             (result.run_id, result.job, result.type, _ts(result.started), _ts(finished),
              OK if result.ok else FAILED, _json(result.errors), _json(result.summary),
-             _json(_numeric(result.figures)), _json(events), _json(result.details), os.getpid()))
+             _json(_numeric(result.figures)), _json(events), _json(result.details), os.getpid(),
+             trigger or MANUAL, trigger))
 
     def close_abandoned(self, now: datetime | None = None) -> list[str]:
         """Mark runs left "running" by processes that no longer exist as failed.
@@ -216,6 +233,15 @@ class History:
         return {job: (n, total or 0.0) for job, n, total in self._query(
             "SELECT job, COUNT(*), SUM(finished - started) FROM runs WHERE finished IS NOT NULL GROUP BY job")}
 
+    def figure_totals(self, job: str, names: tuple[str, ...]) -> dict[str, float]:
+        """The sum of each named figure over the job's finished runs (0 when never recorded)."""
+        totals = {}
+        for name in names:
+            rows = self._query("SELECT SUM(json_extract(figures, ?)) FROM runs WHERE job = ? AND finished IS NOT NULL",
+                               (f'$."{name}"', job))
+            totals[name] = float(rows[0][0] or 0) if rows else 0.0
+        return totals
+
     def jobs(self) -> list[str]:
         return [r[0] for r in self._query("SELECT DISTINCT job FROM runs ORDER BY job")]
 
@@ -225,13 +251,20 @@ class History:
         return rows[0] if rows else (0, None, None)
 
 
-_COLUMNS = "run_id, job, type, started, finished, status, errors, summary, figures, events, details"
+_COLUMNS = "run_id, job, type, started, finished, status, errors, summary, figures, events, details, trigger"
 
 
 def _run(row: tuple) -> Run:
-    run_id, job, type_, started, finished, status, errors, summary, figures, events, details = row
+    run_id, job, type_, started, finished, status, errors, summary, figures, events, details, trigger = row
     return Run(run_id, job, type_, _dt(started), _dt(finished), status, json.loads(errors), json.loads(summary),
-               json.loads(figures), json.loads(events), json.loads(details))
+               json.loads(figures), json.loads(events), json.loads(details), trigger or MANUAL)
+
+
+def _add_trigger_column(db: sqlite3.Connection) -> None:
+    """History files written before runs had a trigger get the column (old rows: manual)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "trigger" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual'")
 
 
 def _numeric(figures: dict[str, Any]) -> dict[str, float]:

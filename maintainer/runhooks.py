@@ -33,10 +33,10 @@ class RunHooks:
         spec = job_spec if job_spec is not None else config.jobs.get(job_name)
         return cls(config, spec, history_for(config), notifier_for(config.notify))
 
-    def started(self, job: str, type_: str, run_id: str, started: datetime) -> None:
+    def started(self, job: str, type_: str, run_id: str, started: datetime, trigger: str = "manual") -> None:
         if self.history is not None:
             try:
-                self.history.record_start(job, type_, run_id, started)
+                self.history.record_start(job, type_, run_id, started, trigger)
             except Exception as exc:  # noqa: BLE001 - history must never fail a run
                 log.warning("history.write_failed", error=f"{type(exc).__name__}: {exc}")
         if self.notifier is not None:

@@ -65,9 +65,14 @@ class _Deadline:
 
 
 def run_job(config: "Config", name: str, *, dry_run: bool = False, run_id: str | None = None,
-            cancel: threading.Event | None = None, spec: Any = None) -> JobResult:
+            cancel: threading.Event | None = None, spec: Any = None, trigger: str = "manual") -> JobResult:
     """Run job ``name`` once and return its result; never raises but ConfigError
     for an unknown job name (nothing has started then).
+
+    ``trigger`` is recorded in the history: schedule (the daemon's cron),
+    continuous (the daemon's continuous jobs), manual (``maintainer run``),
+    low_space (the daemon's disk watch) or before_update (an image_update's
+    ``before:`` jobs).
 
     ``spec`` runs that job with a changed spec (the safety backup of an incident
     restore: one database, no retention) under the same hooks and timeout.
@@ -80,9 +85,9 @@ def run_job(config: "Config", name: str, *, dry_run: bool = False, run_id: str |
     hooks = None if dry_run else RunHooks.for_config(config, name, job.spec)
     timeout = getattr(job.spec, "timeout", None)
     with run_context(name, run_id):
-        log.info("job.started", type=job.type_name, dry_run=dry_run)
+        log.info("job.started", type=job.type_name, dry_run=dry_run, trigger=trigger)
         if hooks is not None:
-            hooks.started(name, job.type_name, run_id, utcnow())
+            hooks.started(name, job.type_name, run_id, utcnow(), trigger)
         with _Deadline(timeout, cancel, name) as deadline:
             result = _run_guarded(job, ctx, name)
         if deadline.expired and not any("timed out" in e for e in result.errors):

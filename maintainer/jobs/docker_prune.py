@@ -8,7 +8,9 @@ what went, what was skipped and the space reclaimed.
 from __future__ import annotations
 
 from maintainer.config.docker_jobs import DockerPruneJob as DockerPruneSpec
+from maintainer.disk import docker_root, usage
 from maintainer.dockerapi import connect
+from maintainer.errors import MaintainerError
 from maintainer.jobs.base import Job, JobResult, RunContext, utcnow
 from maintainer.prune.apply import apply_plan
 from maintainer.prune.planner import plan_prune, protected_image_refs
@@ -52,6 +54,21 @@ class DockerPruneJob(Job):
                               + (f", skipped {len(report.skipped)} that changed since the plan" if report.skipped else ""))
         for item, error in report.failed:
             result.fail(f"could not remove {item.kind} {item.name}: {error}")
+        self._free_space(result)
         if ctx.cancel.is_set():
             result.fail("stopped before the plan was fully applied (the rest is listed as skipped)")
         return result
+
+    def _free_space(self, result: JobResult) -> None:
+        """With when_free_below, say how much the watched filesystem has free after the prune."""
+        if self.spec.when_free_below is None:
+            return
+        try:
+            u = usage(self.spec.watch_path or docker_root())
+        except MaintainerError as exc:
+            result.summary.append(f"free space unknown: {exc.message}")
+            return
+        result.figures["watched_free_percent"] = round(u.free_percent, 2)
+        below = " (still below it)" if u.free_percent < self.spec.free_below_percent else ""
+        result.summary.append(f"filesystem {u.mount}: {u.free_percent:.1f}% free after the prune "
+                              f"(when_free_below {self.spec.when_free_below}){below}")

@@ -3,7 +3,8 @@
 Every object in scope appears in the plan, either to be removed or kept, with
 the rule that decided it. The rules that keep things always win: nothing a
 container (running or stopped) uses, nothing protected by label, name pattern,
-stateful compose project or an image_update job is ever selected. Being
+stateful compose project or an image_update job is ever selected, and never
+the old container an image update set aside for its rollback. Being
 conservative is deliberate: a volume or image used only by a container this
 same plan removes stays until the next run.
 """
@@ -19,6 +20,7 @@ from typing import Iterable, Literal
 from maintainer.config.docker_jobs import DockerPruneJob
 from maintainer.config.types import format_duration
 from maintainer.dockerapi import COMPOSE_PROJECT
+from maintainer.images.recreate import ASIDE_SUFFIX
 from maintainer.images.reference import normalize_tag
 from maintainer.prune.state import PREDEFINED_NETWORKS, EngineState
 
@@ -141,6 +143,8 @@ def plan_prune(state: EngineState, options: DockerPruneJob, now: datetime,
         age = _age(now, stopped)
         if c.running:
             rule, remove = f"{c.state}", False
+        elif c.name.endswith(ASIDE_SUFFIX):
+            rule, remove = "set aside by an image update: kept with its image for a rollback", False
         elif is_protected(c.labels, protect):
             rule, remove = f"protected by label {protect}=true", False
         elif c.labels.get(COMPOSE_PROJECT) in options.volumes.stateful_projects:
