@@ -367,4 +367,24 @@ def _check_references(data: dict, lines: LineMap) -> list[str]:
                     path = ("jobs", name, "databases", i)
                     known = ", ".join(sorted(map(str, databases))) or "none defined"
                     problems.append(f"{lines.where(path)}: at '{format_path(path)}': database '{ref}' is not defined (defined: {known})")
+        ref = job.get("database")
+        if isinstance(databases, dict) and isinstance(ref, str) and ref and ref not in databases:
+            path = ("jobs", name, "database")
+            known = ", ".join(sorted(map(str, databases))) or "none defined"
+            problems.append(f"{lines.where(path)}: at '{format_path(path)}': database '{ref}' is not defined (defined: {known})")
+        problems += _check_before_jobs(name, job, jobs, lines)
+    return problems
+
+
+def _check_before_jobs(name: str, job: dict, jobs: dict, lines: LineMap) -> list[str]:
+    """An image update's ``apply.before`` names other jobs of this file."""
+    apply = job.get("apply")
+    before = apply.get("before") if isinstance(apply, dict) else None
+    problems: list[str] = []
+    for i, ref in enumerate(before if isinstance(before, list) else []):
+        if isinstance(ref, str) and ref and (ref not in jobs or ref == name):
+            path = ("jobs", name, "apply", "before", i)
+            why = "is this job itself" if ref == name else "is not defined"
+            known = ", ".join(sorted(str(n) for n in jobs if n != name)) or "none defined"
+            problems.append(f"{lines.where(path)}: at '{format_path(path)}': job '{ref}' {why} (jobs: {known})")
     return problems

@@ -78,6 +78,20 @@ def test_an_undefined_storage_is_named():
     assert problems == ["test.yaml:8: at 'jobs.backup.storage': storage 'nowhere' is not defined (defined: local)"]
 
 
+def test_a_job_naming_one_undefined_database_is_named():
+    text = GOOD + "  base: {type: pg_basebackup, schedule: '@daily', database: ghost, storage: local}\n"
+    problems = problems_of(text)
+    assert problems == ["test.yaml:9: at 'jobs.base.database': database 'ghost' is not defined (defined: app)"]
+
+
+@pytest.mark.parametrize("ref, why", [("ghost", "is not defined"), ("update", "is this job itself")])
+def test_an_update_may_only_run_other_defined_jobs_first(ref, why):
+    text = GOOD + ("  update:\n    type: image_update\n    schedule: '@daily'\n    images: [postgres:15]\n"
+                   f"    apply: {{services: [postgres], before: [{ref}]}}\n")
+    problems = problems_of(text)
+    assert problems == [f"test.yaml:13: at 'jobs.update.apply.before[0]': job '{ref}' {why} (jobs: backup)"]
+
+
 def test_a_missing_required_key_is_named():
     problems = problems_of(GOOD.replace('schedule: "15 3 * * *", ', ""))
     assert problems == ["test.yaml:8: at 'jobs.backup.schedule': required key is missing"]
