@@ -20,7 +20,7 @@ import time
 from typing import Iterable, Iterator
 from urllib.parse import urlsplit
 
-from maintainer.errors import DockerError
+from maintainer.errors import DockerError, JobError
 
 # The label Docker Compose puts on every container, volume and network of a project.
 COMPOSE_PROJECT = "com.docker.compose.project"
@@ -48,6 +48,7 @@ def connect(base_url: str | None = None, timeout: int = 120):
     Raises DockerError naming the address when the socket is missing or not
     ours to use, the engine does not answer, or a proxy refuses the ping.
     """
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     import docker
     from docker.errors import APIError, DockerException
     from docker.utils import kwargs_from_env
@@ -88,8 +89,10 @@ def _first_line(text: str) -> str:
 @contextlib.contextmanager
 def docker_errors(action: str) -> Iterator[None]:
     """Raise DockerError("<action>: <reason>") for any docker SDK or connection failure."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-    from requests.exceptions import ConnectionError as RequestsConnectionError, ReadTimeout
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from requests.exceptions import ReadTimeout
 
     try:
         yield
@@ -132,8 +135,6 @@ def tar_stream(entries: Iterable[tuple[str, int, Iterable[bytes] | None]]) -> It
     Each entry is ``(name, size, chunks)``: a file whose chunks add up to exactly
     ``size`` bytes (JobError otherwise), or, with ``chunks`` None, a directory.
     """
-    from maintainer.errors import JobError
-
     now = int(time.time())
     for name, size, chunks in entries:
         info = tarfile.TarInfo(name)

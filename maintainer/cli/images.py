@@ -7,7 +7,12 @@ import click
 
 from maintainer.cli.main import App, pass_app
 from maintainer.cli.output import echo, human_size, print_json, table
+from maintainer.crypto.keyring import Keyring
+from maintainer.dockerapi import connect
 from maintainer.errors import ConfigError, UsageError
+from maintainer.images.backup_store import find_set, list_sets
+from maintainer.images.load import restore_image, select_images
+from maintainer.storage import open_storage
 
 
 def _backup_jobs(config, job: str | None) -> list[tuple[str, object]]:
@@ -22,8 +27,6 @@ def _backup_jobs(config, job: str | None) -> list[tuple[str, object]]:
 
 
 def _open(config, name: str, spec):
-    from maintainer.storage import open_storage
-
     return open_storage(config.storage[spec.storage], name=spec.storage), spec.compose_project or name
 
 
@@ -35,7 +38,6 @@ def images(ctx: click.Context, job: str | None, as_json: bool) -> None:
     """List saved image sets, oldest first (`images restore` loads one back)."""
     if ctx.invoked_subcommand is not None:
         return
-    from maintainer.images.backup_store import list_sets
 
     app: App = ctx.find_object(App)
     config = app.config()
@@ -69,11 +71,6 @@ def images(ctx: click.Context, job: str | None, as_json: bool) -> None:
 def restore(app: App, names: tuple[str, ...], latest: bool, set_id: str | None, job: str | None) -> None:
     """Load a saved set's images (or only IMAGE..., by tag or id) into the engine under
     their original names and ids. Images the engine has already only get their tags."""
-    from maintainer.crypto.keyring import Keyring
-    from maintainer.dockerapi import connect
-    from maintainer.images.backup_store import find_set
-    from maintainer.images.load import restore_image, select_images
-
     if latest and set_id:
         raise UsageError("give --latest or --set ID, not both")
     config = app.config()

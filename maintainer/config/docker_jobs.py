@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from maintainer.config.jobbase import JobBase, Retention, Strict
 from maintainer.config.types import Duration, Name
 from maintainer.errors import ConfigError
+from maintainer.imageref import parse_ref
 
 
 def parse_percent(value) -> float:
@@ -116,9 +117,6 @@ class ImageUpdateJob(JobBase):
     @field_validator("images")
     @classmethod
     def _refs(cls, v: list[str]) -> list[str]:
-        # images is a layer above config: imported here, where an image is validated.
-        from maintainer.images.reference import parse_ref
-
         for ref in v:
             try:
                 parse_ref(ref)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer, SecretStr, StringConstraints
 
 from maintainer.errors import ConfigError
-from maintainer.images.reference import parse_ref
+from maintainer.imageref import parse_ref
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -76,6 +76,7 @@ CRON_ALIASES = {"@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0
 
 def validate_cron(value: Any) -> str:
     """A standard 5-field crontab expression (or one of CRON_ALIASES, such as @daily)."""
+    # Lazy: APScheduler's cron parser costs ~40 ms at start-up.
     from maintainer.schedule import cron_trigger
 
     if not isinstance(value, str):

@@ -30,7 +30,7 @@ from maintainer.dockerapi import COMPOSE_PROJECT, docker_errors
 from maintainer.errors import DockerError, MaintainerError
 from maintainer.images.recreate import (ASIDE_SUFFIX, COMPOSE_SERVICE, container_name, create_container, create_spec,
                                         remove_container, set_restart_policy, stop_timeout, wait_healthy)
-from maintainer.images.reference import normalize_tag, parse_ref, repo_of_digest
+from maintainer.imageref import normalize_tag, parse_ref, repo_of_digest
 from maintainer.logs import get_logger
 
 log = get_logger("images.apply")

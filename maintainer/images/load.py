@@ -27,7 +27,7 @@ from maintainer.crypto.keyring import DecryptingReader, Keyring
 from maintainer.dockerapi import docker_errors, tar_stream
 from maintainer.errors import DockerError
 from maintainer.images.backup_store import BlobRecord, ImageSetNotFound, SavedImage, SetManifest
-from maintainer.images.reference import normalize_tag
+from maintainer.imageref import normalize_tag
 from maintainer.storage.base import COPY_CHUNK, Storage
 from maintainer.storage.objectset import ChecksumMismatch, open_verified
 
@@ -106,6 +106,7 @@ def load_archive(image: SavedImage, manifest: SetManifest, storage: Storage, key
 
 def restore_image(api, image: SavedImage, manifest: SetManifest, storage: Storage, keyring: Keyring) -> Loaded:
     """Load ``image`` unless the engine has it already; either way its tags name it after."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import ImageNotFound, NotFound
 
     try:

@@ -130,6 +130,7 @@ def create_container(api, spec: CreateSpec) -> str:
 
 def remove_container(api, container_id: str) -> None:
     """Remove a container we created, never its named volumes; gone already is fine."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import NotFound
 
     try:

@@ -15,7 +15,7 @@ from typing import Mapping
 from maintainer.config.docker_jobs import RegistryAuth
 from maintainer.dockerapi import error_line
 from maintainer.errors import ConfigError, DockerError
-from maintainer.images.reference import DEFAULT_REGISTRY, ImageRef, parse_ref, repo_of_digest
+from maintainer.imageref import DEFAULT_REGISTRY, ImageRef, parse_ref, repo_of_digest
 from maintainer.logs import get_logger
 
 log = get_logger("images")
@@ -61,6 +61,7 @@ class Credentials:
         if auth is not None:
             return {"username": auth.username, "password": auth.password.get_secret_value()}
         if self._docker_config is not None:
+            # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
             import docker.auth
 
             found = docker.auth.resolve_authconfig(
@@ -77,6 +78,7 @@ def _host_key(host: str) -> str:
 
 def _load_docker_config(path: str):
     """The Docker config file's auths; an absent file means no credentials (public images)."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     import docker.auth
 
     p = Path(path)
@@ -108,6 +110,7 @@ def _classify(ref: ImageRef, exc: Exception) -> str:
 
 def local_image(client, ref: ImageRef) -> tuple[str | None, str | None, list[str]]:
     """(image id, digest in this repository, tags) of the local image ``ref`` names; Nones if absent."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import ImageNotFound, NotFound
 
     try:
@@ -122,6 +125,7 @@ def local_image(client, ref: ImageRef) -> tuple[str | None, str | None, list[str
 def update_image(client, text: str, credentials: Credentials, *, untag_superseded: bool,
                  dry_run: bool = False) -> ImageUpdate:
     """Check one image and pull it when its registry digest differs from the local one."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import APIError, DockerException
     from requests.exceptions import RequestException
 

@@ -22,7 +22,7 @@ from maintainer.errors import DockerError
 from maintainer.history import history_for
 from maintainer.images.apply import (ApplyPlan, Target, apply_container, plan_apply, point_tag,
                                      read_service_containers)
-from maintainer.images.reference import normalize_tag, parse_ref
+from maintainer.imageref import normalize_tag, parse_ref
 from maintainer.images.update import Credentials, ImageUpdate, local_image, update_image
 from maintainer.jobs.base import Event, Job, JobResult, RunContext
 

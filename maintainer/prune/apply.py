@@ -32,6 +32,7 @@ class _Skip(Exception):
 
 def apply_plan(client, plan: PrunePlan, *, protect_label: str, cancel=None) -> PruneReport:
     """Remove what the plan selects, in the order containers, images, networks, volumes, build cache."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import APIError, NotFound
 
     report = PruneReport()
@@ -87,6 +88,7 @@ def _remove_image(api, item: PlanItem, protect_label: str) -> None:
         raise _Skip(f"used by container {(users[0].get('Names') or ['?'])[0].lstrip('/')} now")
     for tag in tags:
         api.remove_image(tag, force=False, noprune=False)
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import NotFound
 
     try:
@@ -123,6 +125,7 @@ _REMOVERS = {"container": _remove_container, "image": _remove_image,
 
 def _prune_build_cache(api, plan: PrunePlan, report: PruneReport) -> None:
     """BuildKit prunes by age only: one call with the same ``until`` the plan used."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import APIError
 
     items = [i for i in plan.removals if i.kind == "build_cache"]

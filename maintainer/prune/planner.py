@@ -21,7 +21,7 @@ from maintainer.config.docker_jobs import DockerPruneJob
 from maintainer.config.types import format_duration
 from maintainer.dockerapi import COMPOSE_PROJECT
 from maintainer.images.recreate import ASIDE_SUFFIX
-from maintainer.images.reference import normalize_tag
+from maintainer.imageref import normalize_tag
 from maintainer.prune.state import PREDEFINED_NETWORKS, EngineState
 
 ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")

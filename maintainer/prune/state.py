@@ -118,6 +118,7 @@ def read_state(client, *, build_cache: bool = True) -> EngineState:
 
     Raises DockerError when the engine refuses or disappears.
     """
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     from docker.errors import NotFound
 
     api = client.api

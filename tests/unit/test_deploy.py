@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maintainer.images.reference import parse_ref
+from maintainer.imageref import parse_ref
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from maintainer.errors import ConfigError
-from maintainer.images.reference import normalize_tag, parse_ref
+from maintainer.imageref import normalize_tag, parse_ref
 from maintainer.images.update import ImageUpdate, _classify
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from maintainer.config.jobs import DockerPruneJob
-from maintainer.images.reference import normalize_tag
+from maintainer.imageref import normalize_tag
 from maintainer.prune.planner import COMPOSE_PROJECT, matches_labels, plan_prune
 from maintainer.prune.state import BuildCache, Container, EngineState, Image, Network, Volume
 

@@ -1,6 +1,7 @@
 """Image references as people write them: ``postgres:15``, ``127.0.0.1:5555/base/x:1``,
-``nginx:1.27-alpine@sha256:...``. One parser, used by image updates and by prune
-(which never removes an image an image_update job lists).
+``nginx:1.27-alpine@sha256:...``. One parser, used by the config (which validates every reference it holds),
+image updates and backups, and prune (which never removes an image an
+image_update job lists); it sits beside config in the layers for that reason.
 """
 
 from __future__ import annotations
