@@ -8,7 +8,13 @@ Healthy means all of:
 * for every database, the newest passed restore drill is younger than its
   ``max_drill_age`` (a drill's Verification record beside a backup, or an ok
   run of a restore_drill job naming the database);
-* no job failed its last ``daemon.failure_threshold`` runs.
+* no job failed its last ``daemon.failure_threshold`` runs;
+* for every database a wal_archive job archives: its receiver is up, the
+  archive lags by no more than the job's ``max_wal_lag``, and no segment is
+  missing since the newest base backup (a gap heals when a new base backup
+  starts after it). In the daemon these come from the receiver's live state
+  (maintainer.wal.state); elsewhere from storage: the age of the newest
+  archived WAL and the gaps, with the receiver's state unknown.
 
 ``evaluate`` is pure (state in, report out); ``gather_databases`` reads the
 backup catalog of the storages that the database's jobs use, and
@@ -21,12 +27,16 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from maintainer import storage as storage_backends
+from maintainer import disk, storage as storage_backends
 from maintainer.backup.catalog import list_backups
+from maintainer.wal import archive as wal_archive
+from maintainer.wal.basebackups import oldest_needed_lsn
+from maintainer.wal.layout import parse_segment_key
+from maintainer.wal.state import STATES
 from maintainer.errors import MaintainerError
 from maintainer.units import human_duration
 from maintainer.logs import get_logger
@@ -56,6 +66,12 @@ class DatabaseState:
     last_drill_passed: datetime | None = None  # when the newest passed drill finished
     last_drill_restore_seconds: float | None = None
     storage_errors: list[str] = field(default_factory=list)
+    wal_jobs: list[str] = field(default_factory=list)  # wal_archive jobs archiving this database's server
+    wal_lag_seconds: float | None = None
+    wal_receiver_up: bool | None = None  # None: not known here (no receiver in this process)
+    wal_gaps: int | None = None
+    wal_last_segment_time: datetime | None = None
+    wal_problem: str | None = None  # the receiver's last error, or the gaps, for the message
 
 
 @dataclass
@@ -130,6 +146,7 @@ def evaluate(config: "Config", now: datetime, *, scheduler_alive: bool,
             age = (now - state.last_drill_passed).total_seconds()
             conditions.append(Condition("drill_age", age < max_drill, f"database {name}: newest passed restore "
                                         f"drill finished {_age(age)} ago (max {_age(max_drill)})", database=name))
+        conditions.extend(_wal_conditions(config, name, state))
     threshold = config.daemon.failure_threshold
     for name, state in sorted(jobs.items()):
         if state.consecutive_failures >= threshold:
@@ -137,6 +154,67 @@ def evaluate(config: "Config", now: datetime, *, scheduler_alive: bool,
                 "job_failures", False, f"job {name} failed its last {state.consecutive_failures} runs"
                 + (f": {state.last_error}" if state.last_error else ""), job=name))
     return HealthReport(now, conditions)
+
+
+def _wal_conditions(config: "Config", name: str, state: DatabaseState) -> list[Condition]:
+    if not state.wal_jobs:
+        return []
+    max_lag = min(config.jobs[job].max_wal_lag.total_seconds() for job in state.wal_jobs)
+    out = []
+    if state.wal_receiver_up is not None:
+        out.append(Condition("wal_receiver", state.wal_receiver_up, f"database {name}: WAL receiver is "
+                             + ("up" if state.wal_receiver_up else "down" + (f" ({state.wal_problem})"
+                                                                               if state.wal_problem else "")),
+                             database=name))
+    if state.wal_lag_seconds is not None:
+        out.append(Condition("wal_lag", state.wal_lag_seconds <= max_lag, f"database {name}: WAL archive lags by "
+                             f"{_age(state.wal_lag_seconds)} (max_wal_lag {_age(max_lag)})", database=name))
+    elif state.wal_receiver_up is None:
+        out.append(Condition("wal_lag", False, f"database {name}: no WAL archived yet", database=name))
+    if state.wal_gaps is not None:
+        out.append(Condition("wal_gaps", state.wal_gaps == 0, f"database {name}: " + (
+            "no WAL segment missing since the newest base backup" if not state.wal_gaps else
+            f"{state.wal_gaps} WAL segment(s) missing since the newest base backup; take a new base backup"),
+            database=name))
+    return out
+
+
+def wal_jobs_of(config: "Config", database: str) -> list[str]:
+    return [name for name, spec in config.jobs_of_type("wal_archive").items() if spec.database == database]
+
+
+def with_live_wal(states: dict[str, DatabaseState]) -> dict[str, DatabaseState]:
+    """``states`` with the WAL fields of databases whose receiver runs in this process
+    taken from its live state (copies; the cached reading stays as it was)."""
+    out = dict(states)
+    for name, state in states.items():
+        for job in state.wal_jobs:
+            live = STATES.get(job)
+            if live is None:
+                continue
+            gaps = live.gaps if live.gaps is not None else state.wal_gaps
+            out[name] = replace(state, wal_receiver_up=live.up, wal_lag_seconds=live.lag_seconds,
+                                wal_gaps=gaps, wal_last_segment_time=live.last_segment_time or
+                                state.wal_last_segment_time, wal_problem=live.last_error or live.gap_text)
+            break
+    return out
+
+
+def fill_wal_state(config: "Config", state: DatabaseState, storages: dict[str, Any], now: datetime) -> None:
+    """The WAL fields as storage tells them: the age of the newest archived WAL object
+    and the gaps since the newest base backup (raises what storage raises)."""
+    for job in state.wal_jobs:
+        storage = storages[config.jobs[job].storage]
+        listing = wal_archive.list_archive(storage, state.database)
+        times = [info.modified for key, info in listing.objects.items() if parse_segment_key(key)]
+        if times:
+            newest = max(times)
+            state.wal_last_segment_time = newest
+            state.wal_lag_seconds = max(0.0, (now - newest).total_seconds())
+        gaps = wal_archive.archive_gaps(storage, listing, oldest_needed_lsn(storage, state.database))
+        state.wal_gaps = sum(g.count for g in gaps)
+        state.wal_problem = "; ".join(g.describe() for g in gaps) or None
+        return
 
 
 def job_states(config: "Config", history: "History | None") -> dict[str, JobState]:
@@ -178,6 +256,18 @@ def gather_databases(config: "Config", history: "History | None" = None,
             except Exception as exc:  # noqa: BLE001 - health must answer, whatever the storage did
                 state.storage_errors.append(f"cannot read storage {name}: {type(exc).__name__}: {exc}")
         _fill_from_catalog(state, entries)
+        state.wal_jobs = wal_jobs_of(config, db)
+        if state.wal_jobs:
+            try:
+                for job in state.wal_jobs:
+                    name = config.jobs[job].storage
+                    if name not in opened:
+                        opened[name] = open_storage(config.storage[name], name=name)
+                fill_wal_state(config, state, opened, datetime.now(timezone.utc))
+            except MaintainerError as exc:
+                state.storage_errors.append(f"cannot read the WAL archive: {exc.message}")
+            except Exception as exc:  # noqa: BLE001 - health must answer, whatever the storage did
+                state.storage_errors.append(f"cannot read the WAL archive: {type(exc).__name__}: {exc}")
         if history is not None:
             for job in state.drill_jobs:
                 run = history.last_with_status(job, "ok")
@@ -242,9 +332,16 @@ class CatalogCache:
             return self._value
 
 
+def disk_conditions(config: "Config") -> list[Condition]:
+    """Watched filesystems below their docker_prune ``when_free_below``, each named (maintainer.disk)."""
+    return [Condition("disk_space", False, message, job=job) for job, message in disk.low_space_conditions(config)]
+
+
 def check(config: "Config", history: "History | None", cache: CatalogCache, scheduler_alive: bool,
           now: datetime | None = None) -> HealthReport:
     """The current health report (reads the history, and the catalog through the cache)."""
     now = now or datetime.now(timezone.utc)
-    return evaluate(config, now, scheduler_alive=scheduler_alive, databases=cache.get(),
-                    jobs=job_states(config, history))
+    report = evaluate(config, now, scheduler_alive=scheduler_alive, databases=with_live_wal(cache.get()),
+                      jobs=job_states(config, history))
+    report.conditions += disk_conditions(config)
+    return report

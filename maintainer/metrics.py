@@ -24,6 +24,16 @@ figures across restarts. Metric names:
   maintainer_drill_last_success_timestamp_seconds{database}
   maintainer_prune_reclaimed_bytes_total{job}
   maintainer_images_updated_total{job}
+  maintainer_wal_last_segment_timestamp_seconds{database}   when the newest complete segment was stored
+  maintainer_wal_archived_lsn_bytes{job,server}         how far the stored WAL reaches (an LSN as a number)
+  maintainer_wal_lag_seconds{database}                  how long the oldest unarchived WAL has waited
+  maintainer_wal_lag_bytes{job,server}                  server flush position minus archived position
+  maintainer_wal_receiver_up{job,server}                1 while pg_receivewal runs
+  maintainer_wal_receiver_restarts_total{job,server}
+  maintainer_wal_gap_segments{database}                 segments missing since the newest base backup
+  maintainer_wal_slot_retained_bytes{job,server,slot}   WAL the server keeps for the slot
+  maintainer_wal_segments_stored_total{job,server}
+The per-job WAL figures exist only where the receiver runs (the daemon).
 """
 
 from __future__ import annotations
@@ -34,8 +44,10 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 
-from maintainer import health
+from maintainer import disk, health
+from maintainer.images.metrics import collect_update_metrics
 from maintainer.logs import get_logger
+from maintainer.wal.state import STATES
 
 if TYPE_CHECKING:
     from maintainer.config.models import Config
@@ -64,15 +76,19 @@ class MaintainerCollector:
         alive = self.scheduler_alive()
         yield _gauge("maintainer_scheduler_up", "1 while the scheduler runs", [], [((), 1 if alive else 0)])
         try:
-            databases = self.cache.get()
+            databases = health.with_live_wal(self.cache.get())
         except Exception as exc:  # noqa: BLE001 - a scrape must answer
             log.warning("metrics.catalog_failed", error=f"{type(exc).__name__}: {exc}")
             databases = {}
         report = health.evaluate(config, now, scheduler_alive=alive, databases=databases,
                                  jobs=health.job_states(config, self.history))
+        report.conditions += health.disk_conditions(config)
         yield _gauge("maintainer_healthy", "1 when every health condition holds", [], [((), 1 if report.ok else 0)])
         yield from self._jobs(config)
         yield from self._databases(databases, now)
+        yield from _receivers()
+        yield from disk.collect_metrics(config)
+        yield from collect_update_metrics(config, self.history)
 
     def _jobs(self, config: "Config") -> Iterator[Metric]:
         labels = ["job", "type"]
@@ -160,6 +176,41 @@ class MaintainerCollector:
                      rows("last_drill_restore_seconds"))
         yield _gauge("maintainer_drill_last_success_timestamp_seconds", "end of the newest passed drill", labels,
                      rows("last_drill_passed", lambda d: d.timestamp()))
+        yield _gauge("maintainer_wal_last_segment_timestamp_seconds", "when the newest complete WAL segment was "
+                     "stored", labels, rows("wal_last_segment_time", lambda d: d.timestamp()))
+        yield _gauge("maintainer_wal_lag_seconds", "how long the oldest WAL not yet in storage has waited", labels,
+                     rows("wal_lag_seconds"))
+        yield _gauge("maintainer_wal_gap_segments", "WAL segments missing since the newest base backup", labels,
+                     rows("wal_gaps"))
+
+
+def _receivers() -> Iterator[Metric]:
+    """The live figures of each WAL receiver running in this process."""
+    labels = ["job", "server"]
+    up, restarts, lag, archived, stored, slot = [], [], [], [], [], []
+    for state in sorted(STATES.snapshot(), key=lambda s: s.job):
+        key = (state.job, state.server)
+        up.append((key, 1 if state.up else 0))
+        restarts.append((key, state.restarts))
+        stored.append((key, state.segments_stored))
+        if state.lag_bytes is not None:
+            lag.append((key, state.lag_bytes))
+        if state.archived_lsn is not None:
+            archived.append((key, state.archived_lsn))
+        if state.slot_retained_bytes is not None:
+            slot.append(((state.job, state.server, state.slot), state.slot_retained_bytes))
+    yield _gauge("maintainer_wal_receiver_up", "1 while pg_receivewal runs", labels, up)
+    yield _gauge("maintainer_wal_lag_bytes", "server flush position minus the archived position", labels, lag)
+    yield _gauge("maintainer_wal_archived_lsn_bytes", "the LSN (as a number) the stored WAL reaches", labels,
+                 archived)
+    yield _gauge("maintainer_wal_slot_retained_bytes", "WAL the server keeps for the slot", ["job", "server", "slot"],
+                 slot)
+    for name, doc, samples in (("maintainer_wal_receiver_restarts", "receiver restarts", restarts),
+                               ("maintainer_wal_segments_stored", "complete segments stored", stored)):
+        counter = CounterMetricFamily(name, doc, labels=labels)
+        for label_values, value in samples:
+            counter.add_metric(list(label_values), value)
+        yield counter
 
 
 def _gauge(name: str, doc: str, labels: list[str], samples: list) -> GaugeMetricFamily:

@@ -14,11 +14,19 @@ The rules, all enforced by APScheduler with the options set here:
 
 The scheduler object is injectable, so the tests drive these rules with a
 controllable clock instead of sleeping.
+
+Continuous jobs (``CONTINUOUS``: wal_archive) have no cron schedule and take no
+worker of the pool: ``ContinuousJobs`` runs each enabled one in a thread of its
+own from start to stop, and starts it again with a backoff (doubling from the
+job's ``restart_backoff`` to its ``restart_backoff_max``) whenever a run returns
+while the daemon goes on. ``reload`` stops the runs of removed, disabled or
+changed continuous jobs and starts the new ones; ``stop`` cancels them all.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Callable
@@ -37,6 +45,12 @@ if TYPE_CHECKING:
     from maintainer.config.models import Config
 
 log = get_logger("scheduler")
+
+CONTINUOUS = frozenset({"wal_archive"})  # job types that run from start to stop, not on a schedule
+
+
+def is_continuous(spec) -> bool:
+    return spec.type in CONTINUOUS
 
 
 def _apscheduler_logger() -> logging.Logger:
@@ -71,7 +85,7 @@ class JobScheduler:
     def _add_jobs(self, config: "Config") -> None:
         grace = int(config.daemon.misfire_grace.total_seconds()) or 1
         for name, spec in config.jobs.items():
-            if not spec.enabled:
+            if not spec.enabled or is_continuous(spec):
                 continue
             trigger = cron_trigger(spec.schedule, config.timezone, config.daemon.jitter)
             self.scheduler.add_job(self._run, trigger, args=[name], id=name, name=name, replace_existing=True,
@@ -125,3 +139,76 @@ class JobScheduler:
         elif event.code == EVENT_JOB_ERROR:
             self.events.append(("error", event.job_id, when))
             log.error("schedule.run_crashed", job=event.job_id, error=repr(getattr(event, "exception", None)))
+
+
+class ContinuousJobs:
+    """Keeps each enabled continuous job running: ``run(name, cancel)`` in a thread
+    per job, again after a backoff when it returns. ``run`` must return soon after
+    its ``cancel`` is set and never raise (the daemon's wrapper guarantees both)."""
+
+    def __init__(self, config: "Config", run: Callable[[str, threading.Event], None]):
+        self._run = run
+        self.config = config
+        self._lock = threading.Lock()
+        self._threads: dict[str, tuple[threading.Thread, threading.Event, object]] = {}
+
+    def start(self) -> None:
+        self._sync(self.config)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._threads)
+
+    def reload(self, config: "Config") -> None:
+        self.config = config
+        self._sync(config)
+
+    def _sync(self, config: "Config") -> None:
+        wanted = {name: spec for name, spec in config.jobs.items() if spec.enabled and is_continuous(spec)}
+        with self._lock:
+            for name in list(self._threads):
+                thread, stop, spec = self._threads[name]
+                if wanted.get(name) != spec:
+                    log.info("continuous.stopping", job=name, reason="removed or changed by the configuration")
+                    stop.set()
+                    del self._threads[name]
+            for name, spec in wanted.items():
+                if name not in self._threads:
+                    stop = threading.Event()
+                    thread = threading.Thread(target=self._supervise, args=(name, spec, stop), daemon=True,
+                                              name=f"maintainer-continuous-{name}")
+                    self._threads[name] = (thread, stop, spec)
+                    thread.start()
+
+    @staticmethod
+    def released(old: "Config", new: "Config") -> list[str]:
+        """Continuous jobs enabled in ``old`` that ``new`` removed or disabled (their
+        server-side resources, a replication slot, are to be released)."""
+        return [name for name, spec in old.jobs.items() if spec.enabled and is_continuous(spec)
+                and (name not in new.jobs or not new.jobs[name].enabled or new.jobs[name].type != spec.type
+                     or (new.jobs[name].database, new.jobs[name].slot) != (spec.database, spec.slot))]
+
+    def _supervise(self, name: str, spec, stop: threading.Event) -> None:
+        first = spec.restart_backoff.total_seconds()
+        limit = spec.restart_backoff_max.total_seconds()
+        backoff = first
+        while not stop.is_set():
+            log.info("continuous.starting", job=name)
+            self._run(name, stop)
+            if stop.is_set():
+                break
+            log.warning("continuous.run_ended", job=name, restart_in=backoff)
+            if stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, limit)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Cancel every run and wait up to ``timeout`` for them; True when all ended."""
+        with self._lock:
+            threads = list(self._threads.values())
+            self._threads.clear()
+        for _, stop, _ in threads:
+            stop.set()
+        for thread, _, _ in threads:
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread, _, _ in threads)

@@ -8,6 +8,9 @@
   every problem and keep running the old one.
 * A job that crashes is recorded and alerted by the runner; nothing a job
   does can stop the scheduler.
+* Continuous jobs (wal_archive) start with the daemon and run until it stops
+  (see daemon.scheduler.ContinuousJobs); SIGTERM cancels them first (they
+  store what they hold and end), a reload restarts only those it changed.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maintainer.config import load_config
-from maintainer.daemon.scheduler import JobScheduler
+from maintainer.daemon.scheduler import ContinuousJobs, JobScheduler
+from maintainer.disk import LowSpaceWatcher
 from maintainer.errors import ConfigError, MaintainerError
 from maintainer.health import CatalogCache, HealthReport, check
 from maintainer.history import History
+from maintainer.jobs.wal_archive import release_slot
+from maintainer.wal.state import STATES
 from maintainer.httpserver import StatusServer
 from maintainer.jobs.base import new_run_id
 from maintainer.logs import get_logger
 from maintainer.metrics import MaintainerCollector, build_registry, render
 from maintainer.runner import run_job
+from maintainer.statuspage import StatusPage
 
 if TYPE_CHECKING:
     from maintainer.config.models import Config
@@ -37,6 +44,8 @@ log = get_logger("daemon")
 
 ABORT_WAIT_SECONDS = 30.0
 IDLE_WAKE_SECONDS = 60.0
+# How often the disk watch reads free space (docker_prune when_free_below).
+DISK_WATCH_SECONDS = float(os.environ.get("MAINTAINER_DISK_WATCH_SECONDS", "300"))
 
 
 class Daemon:
@@ -53,7 +62,14 @@ class Daemon:
         self._idle = threading.Condition(self._lock)
         self._running: dict[str, tuple[str, threading.Event]] = {}  # run id -> (job, cancel)
         self.scheduler = JobScheduler(config, self._run_scheduled)
-        self.server = StatusServer(config.daemon.listen, self.health, self.metrics)
+        self.continuous = ContinuousJobs(config, self._run_continuous)
+        self.disk_watch = LowSpaceWatcher(lambda: self.config, self._run_low_space, interval=DISK_WATCH_SECONDS,
+                                          running=self.running)
+        self.page = StatusPage(lambda: self.config, self.history, self.cache,
+                               lambda: self.scheduler.alive and not self._stop.is_set(), self.scheduler.next_runs)
+        self.server = StatusServer(config.daemon.listen, self.health, self.metrics,
+                                   page=self.page.render if config.daemon.status_page.enabled else None,
+                                   page_auth=self.page.credentials)
         self._registry = build_registry(MaintainerCollector(
             lambda: self.config, self.history, self.cache, lambda: self.scheduler.alive and not self._stop.is_set(),
             self.scheduler.next_runs))
@@ -74,15 +90,25 @@ class Daemon:
         The runner enforces the job's timeout and records every outcome, a crash
         included; the daemon only keeps the cancel flag so a shutdown can stop the run.
         """
+        self._run_once(name, threading.Event(), "schedule")
+
+    def _run_continuous(self, name: str, cancel: threading.Event) -> None:
+        """A continuous job's run, until ``cancel`` (set by a stop or a reload). Never raises."""
+        self._run_once(name, cancel, "continuous")
+
+    def _run_low_space(self, name: str, trigger: str) -> None:
+        """The disk watch's early prune: a run like a scheduled one, recorded as low_space."""
+        self._run_once(name, threading.Event(), trigger)
+
+    def _run_once(self, name: str, cancel: threading.Event, trigger: str) -> None:
         if self._stop.is_set():
             log.info("daemon.run_skipped", job=name, reason="shutting down")
             return
         run_id = new_run_id()
-        cancel = threading.Event()
         with self._lock:
             self._running[run_id] = (name, cancel)
         try:
-            run_job(self.config, name, run_id=run_id, cancel=cancel)
+            run_job(self.config, name, run_id=run_id, cancel=cancel, trigger=trigger)
         except BaseException as exc:  # noqa: BLE001 - e.g. a job removed by a reload; the scheduler must survive
             log.error("daemon.run_crashed", job=name, run_id=run_id, error=f"{type(exc).__name__}: {exc}")
         finally:
@@ -118,6 +144,8 @@ class Daemon:
             log.warning("history.closed_abandoned_run", run_id=run_id)
         self.server.start()
         self.scheduler.start()
+        self.continuous.start()
+        self.disk_watch.start()
         log.info("daemon.started", config=str(self.config_path), jobs=len(self.scheduler.next_runs()),
                  state_dir=self.config.daemon.state_dir, max_concurrent_jobs=self.scheduler.workers)
         for warning in self.config.secret_warnings:
@@ -148,11 +176,30 @@ class Daemon:
             if getattr(new.daemon, setting) != getattr(self.config.daemon, setting):
                 log.warning("daemon.reload_restart_needed", setting=f"daemon.{setting}")
         self.scheduler.reload(new)
-        self.config = new
+        old, self.config = self.config, new
+        self.continuous.reload(new)
+        for name in self.continuous.released(old, new):
+            threading.Thread(target=self._release_slot, args=(old, name), daemon=True,
+                             name=f"maintainer-release-{name}").start()
         self.cache.invalidate()
         log.info("daemon.reloaded", config=str(self.config_path), jobs=len(self.scheduler.next_runs()))
         self._log_next_runs()
         return True
+
+    def _release_slot(self, old: "Config", name: str) -> None:
+        """Drop the slot of a wal_archive job the reload removed or disabled, once its run
+        has ended (a slot nobody reads fills the server's disk)."""
+        deadline = time.monotonic() + ABORT_WAIT_SECONDS
+        while name in self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        STATES.forget(name)  # no longer a receiver of this daemon: /metrics and /health stop showing it
+        try:
+            if release_slot(old, name):
+                log.info("wal.slot_dropped", job=name, slot=old.jobs[name].slot,
+                         reason="the job was removed or disabled")
+        except MaintainerError as exc:
+            log.error("wal.slot_drop_failed", job=name, error=exc.message,
+                      hint="drop it by hand: SELECT pg_drop_replication_slot(...)")
 
     def _log_next_runs(self) -> None:
         for job, when in sorted(self.scheduler.next_runs().items()):
@@ -170,7 +217,11 @@ class Daemon:
 
     def _shutdown(self) -> int:
         grace = self.config.daemon.shutdown_grace.total_seconds()
+        self.disk_watch.stop(timeout=5)
         self.scheduler.shutdown()
+        # Continuous runs never end on their own: stop them now (each stores what it holds).
+        if not self.continuous.stop(ABORT_WAIT_SECONDS):
+            log.warning("daemon.continuous_jobs_slow_to_stop")
         running = self.running()
         log.info("daemon.stopping", running=running, grace_seconds=grace)
         clean = True

@@ -98,6 +98,16 @@ class PgClient(ABC):
     def remove_dir(self, directory: str) -> None:
         """Delete ``directory`` and what was put there; best effort, logged, never raises."""
 
+    @abstractmethod
+    def start_script(self, script: str, tool: str, args: list[str], env: dict[str, str],
+                     on_stderr: StderrListener = None) -> DumpProcess:
+        """Run ``sh -c script sh TOOL args`` where this client's tools run (a helper that
+        supervises a tool, as the WAL receiver does); ``terminate`` reaches the script."""
+
+    @abstractmethod
+    def remove_path(self, proc: DumpProcess, path: str) -> None:
+        """Delete ``path`` where ``proc`` (from start_script) runs; DockerError/OSError if it fails."""
+
     def close(self) -> None:
         """Remove whatever this client still keeps running (idempotent)."""
 
@@ -127,6 +137,16 @@ class LocalClient(PgClient):
     def start(self, tool, args, env, on_stderr=None):
         exe = os.path.join(self.path_dir, tool) if self.path_dir else tool
         return LocalProcess([*_stdout_buffer(), exe, *args], env, on_stderr)
+
+    def start_script(self, script, tool, args, env, on_stderr=None):
+        exe = os.path.join(self.path_dir, tool) if self.path_dir else tool
+        return LocalProcess(["sh", "-c", script, "sh", exe, *args], env, on_stderr, new_session=True)
+
+    def remove_path(self, proc, path):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
 
     def make_dir(self, parent=None):
         return tempfile.mkdtemp(prefix="maintainer-restore-", dir=parent)
@@ -169,6 +189,11 @@ class _DockerClient(PgClient):
     def make_dir(self, parent=None):
         return f"/tmp/maintainer-restore-{secrets.token_hex(4)}"
 
+    def _remove_in(self, container: str, path: str) -> None:
+        with self._docker() as docker_client, docker_errors(f"remove {path} in container {container}"):
+            api = docker_client.api
+            api.exec_start(api.exec_create(container, ["rm", "-f", path], user="root")["Id"])
+
     def _copy_into(self, docker_client, container: str, directory: str, name: str, size: int,
                    chunks: Iterable[bytes]) -> str:
         return copy_into(docker_client, container, directory, name, size, chunks, where=self.placement)
@@ -192,6 +217,15 @@ class ContainerClient(_DockerClient):
         return f"container:{self.image}"
 
     placement = "the pg_restore container (removed afterwards)"
+
+    def start_script(self, script, tool, args, env, on_stderr=None):
+        docker_client, owned = self._connection()
+        return ContainerProcess(docker_client, self.image, ["sh", "-c", script, "sh", tool, *args], env,
+                                self.network, on_stderr, close_docker=owned)
+
+    def remove_path(self, proc, path):
+        if getattr(proc, "id", None):
+            self._remove_in(proc.id, path)
 
     def describe(self, tool: str) -> str:
         where = f" on network {self.network}" if self.network else ""
@@ -249,6 +283,14 @@ class ExecClient(_DockerClient):
         docker_client, owned = self._connection()
         return ExecProcess(docker_client, self.container, [tool, *args], env, on_stderr, user=self.run_as,
                            close_docker=owned)
+
+    def start_script(self, script, tool, args, env, on_stderr=None):
+        docker_client, owned = self._connection()
+        return ExecProcess(docker_client, self.container, ["sh", "-c", script, "sh", tool, *args], env, on_stderr,
+                           user=self.run_as, close_docker=owned)
+
+    def remove_path(self, proc, path):
+        self._remove_in(self.container, path)
 
     def put_file(self, directory, name, size, chunks):
         with self._docker() as docker_client:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import os
 import secrets
+import signal
 import struct
 import subprocess
 import threading
@@ -63,18 +64,29 @@ class DumpProcess(ABC):
     def kill(self) -> None:
         """Stop the tool now; safe to call from any thread, more than once."""
 
+    def terminate(self) -> None:
+        """Ask the tool to stop (SIGTERM), so it can finish what it holds; ``kill`` if it
+        cannot be asked. Safe from any thread."""
+        self.kill()
+
     @abstractmethod
     def finish(self) -> int:
         """Wait for the exit code and remove what was started (always call this)."""
 
 
 class LocalProcess(DumpProcess):
-    def __init__(self, argv: list[str], env: dict[str, str], on_stderr: Callable[[bytes], None] | None = None):
+    """A local subprocess. With ``new_session`` it leads a process group of its own,
+    and ``kill``/``terminate`` signal the whole group (a shell and what it started)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], on_stderr: Callable[[bytes], None] | None = None,
+                 *, new_session: bool = False):
         super().__init__(on_stderr)
         base = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        self.group = new_session
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, env={**base, **env}, bufsize=0)
+                                         stderr=subprocess.PIPE, env={**base, **env}, bufsize=0,
+                                         start_new_session=new_session)
         except OSError as exc:
             raise DatabaseError(f"cannot start {argv[0]}: {exc.strerror or exc}") from None
         _grow_pipe(self.proc.stdout)
@@ -96,8 +108,17 @@ class LocalProcess(DumpProcess):
 
     def kill(self) -> None:
         self.killed = True
+        self._signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: int) -> None:
         try:
-            self.proc.kill()
+            if self.group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
         except OSError:
             pass
 
@@ -254,6 +275,12 @@ class ContainerProcess(DumpProcess):
         self.stream.close()
         self._remove()
 
+    def terminate(self) -> None:
+        try:
+            self.api.kill(self.id, signal="SIGTERM")
+        except Exception:  # noqa: BLE001 - it ended already; finish() removes it
+            pass
+
     def _remove(self) -> None:
         if self.id is None:
             return
@@ -327,6 +354,15 @@ class ExecProcess(DumpProcess):
             except Exception:  # noqa: BLE001 - the container or process is gone already
                 pass
         self.stream.close()
+
+    def terminate(self) -> None:
+        if self.pid and self.pid.isdigit():
+            try:
+                self.api.exec_start(self.api.exec_create(self.container, ["kill", "-TERM", self.pid])["Id"])
+                return
+            except Exception:  # noqa: BLE001 - the container or process is gone already
+                pass
+        self.kill()
 
     def _close_docker(self) -> None:
         if self.docker_client is not None:
