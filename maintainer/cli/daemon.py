@@ -30,20 +30,7 @@ def daemon(app: App) -> None:
     from maintainer.daemon.service import Daemon  # APScheduler, prometheus_client: 0.2 s
 
     service = Daemon(app.path, app.config())
-    if getattr(service.server, "page", None) is None and service.config.daemon.status_page.enabled:
-        attach_status_page(service)
     sys.exit(service.serve())
-
-
-def attach_status_page(service) -> None:
-    """Serve the status page from a Daemon that does not build it itself yet."""
-    from maintainer.statuspage import StatusPage  # the catalog and health modules behind it
-
-    page = StatusPage(lambda: service.config, service.history, service.cache,
-                      lambda: service.scheduler.alive and not service._stop.is_set(), service.scheduler.next_runs)
-    service.page = page
-    service.server.page = page.render
-    service.server.page_auth = page.credentials
 
 
 @click.command()
@@ -58,8 +45,10 @@ def status(app: App, as_json: bool) -> None:
     jobs = []
     for name, spec in config.jobs.items():
         last = history.last_run(name)
-        nxt = next_fire(spec.schedule, config.timezone) if spec.enabled else None
-        jobs.append({"job": name, "type": spec.type, "schedule": spec.schedule, "enabled": spec.enabled,
+        continuous = spec.schedule is None  # wal_archive: runs from daemon start to stop
+        nxt = next_fire(spec.schedule, config.timezone) if spec.enabled and not continuous else None
+        jobs.append({"job": name, "type": spec.type, "schedule": "continuous" if continuous else spec.schedule,
+                     "enabled": spec.enabled,
                      "next_run": nxt.isoformat() if nxt else None,
                      "consecutive_failures": history.consecutive_failures(name),
                      "last_run": last.to_dict() if last else None})

@@ -183,7 +183,7 @@ def job_views(config: "Config", history: "History | None",
     for name, spec in config.jobs.items():
         runs = [run_view(r) for r in history.runs(name, RUNS_PER_JOB)] if history is not None else []
         failures = history.consecutive_failures(name) if history is not None else 0
-        views.append(JobView(name, spec.type, spec.schedule, spec.enabled, next_runs.get(name), runs, failures))
+        views.append(JobView(name, spec.type, spec.schedule or "continuous", spec.enabled, next_runs.get(name), runs, failures))
     return views
 
 

@@ -54,9 +54,10 @@ class StatusPage:
     def data(self, now: datetime | None = None) -> PageData:
         config = self._config()
         now = now or datetime.now(timezone.utc)
-        states = self.health_cache.get()
+        states = health.with_live_wal(self.health_cache.get())
         report = health.evaluate(config, now, scheduler_alive=self.scheduler_alive(), databases=states,
                                  jobs=health.job_states(config, self.history))
+        report.conditions += health.disk_conditions(config)
         history = self.history
         return PageData(
             generated=now, healthy=report.ok, problems=[redact.scrub(c.message) for c in report.failing],

@@ -138,4 +138,12 @@ def test_both_shipped_schedules_pin_the_same_base_images():
     root, deploy = ([*yaml.safe_load((REPO / p).read_text())["jobs"]["update-images"]["images"]]
                     for p in ("schedules.yaml", "deploy/schedules.yaml"))
     assert root == deploy
-    assert SERVICES["postgres"]["image"] in root  # the database image the stack runs is updated too
+
+
+@pytest.mark.parametrize("path", ["schedules.yaml", "deploy/schedules.yaml"])
+def test_the_database_image_is_updated_only_after_a_backup(path):
+    jobs = yaml.safe_load((REPO / path).read_text())["jobs"]
+    update = jobs["update-postgres"]
+    assert SERVICES["postgres"]["image"] in update["images"]  # the database image the stack runs
+    assert update["apply"]["services"] == ["postgres"] and update["apply"]["rollback"] is True
+    assert [jobs[name]["type"] for name in update["apply"]["before"]] == ["pg_backup"]
