@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import click
 
-from maintainer.cli.main import App, pass_app
+from maintainer.backup.catalog import list_backups
+from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import age, echo, human_duration, human_size, print_json, table
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import UsageError
+from maintainer.storage import open_storage
+from maintainer.wal.summary import summarize
 
 
 def _backup_storages(config, storage_name: str | None) -> list[str]:
@@ -32,9 +36,6 @@ def backups(app: App, database: str | None, storage_name: str | None, as_json: b
 
     Leftovers of failed runs have no manifest and are never listed.
     """
-    from maintainer.backup.catalog import list_backups
-    from maintainer.storage import open_storage
-
     config = app.config()
     physical = _physical(config, database, storage_name)
     rows = []
@@ -74,10 +75,6 @@ def backups(app: App, database: str | None, storage_name: str | None, as_json: b
 
 def _physical(config, database: str | None, storage_name: str | None) -> list:
     """(ArchiveSummary, storage name) of each server a pg_basebackup or wal_archive job covers."""
-    from maintainer.crypto.keyring import Keyring
-    from maintainer.storage import open_storage
-    from maintainer.wal.summary import summarize
-
     seen = []
     for spec in config.jobs.values():
         if spec.type not in ("pg_basebackup", "wal_archive"):

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import click
 
-from maintainer.cli.main import App, pass_app
+from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import age, echo, human_duration, print_json, table
 from maintainer.errors import MaintainerError
 from maintainer.history import History

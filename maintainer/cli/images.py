@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from maintainer.cli.main import App, pass_app
+from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import echo, human_size, print_json, table
 from maintainer.crypto.keyring import Keyring
 from maintainer.dockerapi import connect

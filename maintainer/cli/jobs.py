@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from maintainer.cli.main import App, pass_app
+from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import echo, human_duration, print_json, table
 from maintainer.config import load_config
 from maintainer.errors import ConfigError, MaintainerError

@@ -12,39 +12,14 @@ import logging
 import os
 import sys
 import threading
-from pathlib import Path
 
 import click
 
 from maintainer import __version__, redact
-from maintainer.config import find_config, load_config
+from maintainer.cli import backups, daemon, images, jobs, keys, restore, snapshots, wal
+from maintainer.cli.app import App
 from maintainer.errors import ConfigError, MaintainerError
 from maintainer.logs import setup_logging
-
-
-class App:
-    """Global options, and the config loaded once on first use."""
-
-    def __init__(self, config_path: str | None, log_format: str | None, debug: bool):
-        self.config_path = config_path
-        self.log_format = log_format
-        self.debug = debug
-        self._config = None
-        self._path: Path | None = None
-
-    @property
-    def path(self) -> Path:
-        if self._path is None:
-            self._path = find_config(self.config_path)
-        return self._path
-
-    def config(self):
-        if self._config is None:
-            self._config = load_config(self.path)
-        return self._config
-
-
-pass_app = click.make_pass_decorator(App)
 
 _JSON_OUTPUT = {"on": False}
 
@@ -64,16 +39,10 @@ def cli(ctx: click.Context, config_path: str | None, log_format: str | None, deb
     ctx.obj = App(config_path, log_format, debug)
 
 
-def _register() -> None:
-    """Each area's module lists its commands in COMMANDS; this is the one place they join."""
-    from maintainer.cli import backups, daemon, images, jobs, keys, restore, snapshots, wal
-
-    for module in (jobs, backups, restore, snapshots, daemon, keys, wal, images):
-        for command in module.COMMANDS:
-            cli.add_command(command)
-
-
-_register()
+# Each area's module lists its commands in COMMANDS; this is the one place they join.
+for _module in (jobs, backups, restore, snapshots, daemon, keys, wal, images):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
 
 
 def print_error(exc: MaintainerError) -> None:

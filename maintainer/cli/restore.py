@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import click
 
-from maintainer.cli.main import App, pass_app
+from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import echo, human_duration, human_size, print_json
 from maintainer.errors import ConfigError, Interrupted, JobError, MaintainerError, UsageError
 from maintainer.logs import get_logger

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from maintainer.cli.main import App, pass_app
+from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import echo, human_size, print_json, table
 from maintainer.crypto.keyring import Keyring
 from maintainer.errors import ConfigError, UsageError

@@ -11,9 +11,11 @@ multiplexed attach stream as it comes, never buffered whole. A process given
 from __future__ import annotations
 
 import collections
+import fcntl
 import os
 import secrets
 import signal
+import socket as pysocket
 import struct
 import subprocess
 import threading
@@ -133,8 +135,6 @@ class LocalProcess(DumpProcess):
 def _grow_pipe(stream) -> None:
     """Let pg_dump run ahead of us by 1 MiB instead of 64 KiB (Linux only)."""
     try:
-        import fcntl
-
         fcntl.fcntl(stream.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
     except (OSError, ImportError, ValueError):
         pass
@@ -150,6 +150,7 @@ class _Multiplexed:
         self.eof = False
 
     def _raw(self, n: int) -> bytes:
+        # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
         from docker.utils.socket import read
 
         try:
@@ -195,8 +196,6 @@ class _Multiplexed:
     def close(self) -> None:
         """Shut the connection down (not just drop our reference), so the engine
         stops writing to it and a read blocked in another thread returns."""
-        import socket as pysocket
-
         raw = getattr(self.sock, "_sock", self.sock)
         try:
             raw.shutdown(pysocket.SHUT_RDWR)
@@ -211,6 +210,7 @@ class _Multiplexed:
 def remove_container(api, container_id: str) -> None:
     """Force-remove a container with its volumes and wait (bounded) until the engine
     says it is gone; safe from any thread, for a container that is already gone too."""
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     import docker.errors
 
     for _ in range(100):

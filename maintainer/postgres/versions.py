@@ -62,6 +62,7 @@ def _probe(paths: list[str]) -> list[tuple[int, str, str]]:
 
 
 def image_client_version(docker_client, image: str, tool: str = "pg_dump") -> tuple[int, str]:
+    # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
     import docker.errors
 
     with docker_errors(f"use image {image}"):
