@@ -15,8 +15,6 @@ import fcntl
 import os
 import secrets
 import signal
-import socket as pysocket
-import struct
 import subprocess
 import threading
 from abc import ABC, abstractmethod
@@ -24,6 +22,7 @@ from typing import Callable
 
 from maintainer.dockerapi import docker_errors
 from maintainer.errors import DatabaseError
+from maintainer.postgres.attach import AttachStream
 
 STDERR_KEEP = 64 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -140,73 +139,6 @@ def _grow_pipe(stream) -> None:
         pass
 
 
-class _Multiplexed:
-    """Docker's attach/exec stream (8-byte frame headers) as stdout bytes; stderr to a callback."""
-
-    def __init__(self, sock, on_stderr):
-        self.sock = sock
-        self.on_stderr = on_stderr
-        self.remaining = 0
-        self.eof = False
-
-    def _raw(self, n: int) -> bytes:
-        # Lazy: the docker SDK costs ~60 ms at start-up; only runs that use the engine load it.
-        from docker.utils.socket import read
-
-        try:
-            return read(self.sock, n) or b""
-        except OSError:
-            return b""
-
-    def _exactly(self, n: int) -> bytes | None:
-        data = b""
-        while len(data) < n:
-            more = self._raw(n - len(data))
-            if not more:
-                return None
-            data += more
-        return data
-
-    def read(self, n: int) -> bytes:
-        while not self.eof:
-            if self.remaining == 0:
-                header = self._exactly(8)
-                if header is None:
-                    self.eof = True
-                    break
-                stream, size = struct.unpack(">BxxxL", header)
-                if stream == 2:
-                    data = self._exactly(size)
-                    if data is None:
-                        self.eof = True
-                        break
-                    self.on_stderr(data)
-                    continue
-                self.remaining = size
-                if size == 0:
-                    continue
-            data = self._raw(min(n, self.remaining))
-            if not data:
-                self.eof = True
-                break
-            self.remaining -= len(data)
-            return data
-        return b""
-
-    def close(self) -> None:
-        """Shut the connection down (not just drop our reference), so the engine
-        stops writing to it and a read blocked in another thread returns."""
-        raw = getattr(self.sock, "_sock", self.sock)
-        try:
-            raw.shutdown(pysocket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
 def remove_container(api, container_id: str) -> None:
     """Force-remove a container with its volumes and wait (bounded) until the engine
     says it is gone; safe from any thread, for a container that is already gone too."""
@@ -258,7 +190,7 @@ class ContainerProcess(DumpProcess):
             with docker_errors(f"start {argv[0]} in a container of {image}"):
                 self.id = _create(self.api, self.name, image, argv, env, network)
                 sock = self.api.attach_socket(self.id, params={"stdout": 1, "stderr": 1, "stream": 1})
-                self.stream = _Multiplexed(sock, self._add_stderr)
+                self.stream = AttachStream(sock, self._add_stderr)
                 self.api.start(self.id)
         except BaseException:
             self._remove()
@@ -327,7 +259,7 @@ class ExecProcess(DumpProcess):
         except BaseException:
             self._close_docker()
             raise
-        self.stream = _Multiplexed(sock, self._on_stderr)
+        self.stream = AttachStream(sock, self._on_stderr)
 
     def _on_stderr(self, data: bytes) -> None:
         if self.pid is None:

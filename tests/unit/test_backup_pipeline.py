@@ -12,15 +12,16 @@ from datetime import datetime, timezone
 import pytest
 import zstandard
 
+from maintainer.backup.dump import MemoryWriter, tool_failure
 from maintainer.backup.manifest import Manifest
 from maintainer.backup.pipeline import IncompleteStream, decompress_frames, frame_size, store_stream
 from maintainer.config.models import DatabaseSpec
 from maintainer.errors import DatabaseError, Interrupted, JobError
 from maintainer.jobs.pg_backup import check_dump, suspicious_reasons
+from maintainer.postgres.attach import AttachStream
 from maintainer.postgres.client import choose_client, local_clients
-from maintainer.postgres.process import DumpProcess, _Multiplexed
 from maintainer.postgres.connection import ServerVersion, client_env, describe_error
-from maintainer.backup.dump import MemoryWriter, tool_failure
+from maintainer.postgres.process import DumpProcess
 
 pytestmark = pytest.mark.unit
 
@@ -179,7 +180,7 @@ def test_docker_multiplexed_streams_are_split_into_stdout_bytes_and_stderr():
     a.sendall(payload)
     a.close()
     errors = []
-    stream = _Multiplexed(b, errors.append)
+    stream = AttachStream(b, errors.append)
     out = b""
     for _ in range(1000):
         data = stream.read(1024)
