@@ -37,12 +37,19 @@ log = get_logger("restore")
               help="Parallel pg_restore jobs.")
 @click.option("--temp-dir", metavar="DIR",
               help="Where a local pg_restore's verified dump is kept during the restore [default: $TMPDIR].")
+@click.option("--to-time", metavar="TIMESTAMP",
+              help="Point-in-time: the database as it was at this moment (ISO 8601, UTC if no zone).")
+@click.option("--to-lsn", metavar="LSN", help="Point-in-time: up to this WAL position (e.g. 0/3000060).")
+@click.option("--to-end", is_flag=True, help="Point-in-time: up to the newest archived WAL.")
+@click.option("--into-volume", metavar="NAME",
+              help="Point-in-time: leave the recovered cluster in this new Docker volume instead.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; touch nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan or summary as JSON.")
 @pass_app
 def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, before: str | None, database: str | None,
             storage_name: str | None, replace: bool, yes: bool, terminate_connections: bool,
             no_safety_backup: bool, target_dsn: str | None, parallel_jobs: int, temp_dir: str | None,
+            to_time: str | None, to_lsn: str | None, to_end: bool, into_volume: str | None,
             dry_run: bool, as_json: bool) -> None:
     """Restore a backup: into a new database by default, or over the live one with --replace.
 
@@ -51,6 +58,11 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     row counts after it is restored, so a broken backup cannot pass silently.
     Without --replace nothing existing is changed: the backup goes into
     <name>_restored_<timestamp> and the command prints how to switch.
+
+    With --to-time, --to-lsn or --to-end it restores a physical base backup plus
+    the archived WAL to that point instead, in a throwaway container, and copies
+    the database out the same way (or, with --into-volume, keeps the recovered
+    cluster in a new Docker volume and prints how to swap it in).
     """
     from maintainer.backup.catalog import find_backup, newest_verified
     from maintainer.restore.engine import pg_restore_client
@@ -60,6 +72,19 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     from maintainer.crypto.keyring import Keyring
     from maintainer.storage import open_storage
 
+    pitr = [flag for flag, given in (("--to-time", to_time), ("--to-lsn", to_lsn), ("--to-end", to_end)) if given]
+    if len(pitr) > 1:
+        raise UsageError("choose one of --to-time, --to-lsn and --to-end")
+    if into_volume and not pitr:
+        raise UsageError("--into-volume needs a point: --to-time, --to-lsn or --to-end")
+    if pitr:
+        if latest or verified_only or backup_id or before or temp_dir or target_dsn:
+            raise UsageError(f"{pitr[0]} restores base backup + WAL: it cannot be combined with "
+                             "--latest/--verified/--backup/--before/--temp-dir/--target-dsn")
+        if into_volume and (replace or terminate_connections or no_safety_backup):
+            raise UsageError("--into-volume leaves the live database alone: --replace does not apply")
+        return _restore_to_point(app, database, storage_name, to_time, to_lsn, into_volume, replace, yes,
+                                 terminate_connections, no_safety_backup, parallel_jobs, dry_run, as_json)
     if sum(bool(x) for x in (latest, backup_id, before)) > 1:
         raise UsageError("choose one of --latest, --backup ID and --before TIMESTAMP")
     if verified_only and backup_id:
@@ -109,6 +134,77 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
         sys.exit(1)
 
 
+def _restore_to_point(app: App, database: str | None, storage_name: str | None, to_time: str | None,
+                      to_lsn: str | None, into_volume: str | None, replace: bool, yes: bool,
+                      terminate_connections: bool, no_safety_backup: bool, parallel_jobs: int, dry_run: bool,
+                      as_json: bool) -> None:
+    """The point-in-time restore (maintainer.restore.pitr): plan, confirm, recover, place."""
+    from maintainer.crypto.keyring import Keyring
+    from maintainer.dockerapi import connect
+    from maintainer.jobs.base import new_run_id
+    from maintainer.postgres.client import choose_client
+    from maintainer.postgres.connection import ServerVersion
+    from maintainer.restore.incident import target_from_spec
+    from maintainer.restore.pitr import PitrRequest, apply_pitr, archive_of, options_for, plan_steps
+    from maintainer.restore.pitr_plan import END, LSN, TIME, PitrTarget
+    from maintainer.restore.pitr_report import plan_lines, summary_lines
+    from maintainer.restore.pitr_source import plan_from_storage
+    from maintainer.signals import cancel_on_signals
+    from maintainer.storage import open_storage
+    from maintainer.wal.lsn import parse_lsn
+
+    config = app.config()
+    database = _database(config, database)
+    server, storage_name = archive_of(config, database, storage_name)
+    storage = open_storage(config.storage[storage_name], name=storage_name)
+    keyring = Keyring.of(config, storage_name)
+    if to_time:
+        target = PitrTarget(TIME, time=_parse_time(to_time, "--to-time"))
+    elif to_lsn:
+        try:
+            target = PitrTarget(LSN, lsn=parse_lsn(to_lsn))
+        except ValueError:
+            raise UsageError(f"--to-lsn {to_lsn!r} is not an LSN such as 0/3000060") from None
+    else:
+        target = PitrTarget(END)
+    now = datetime.now(timezone.utc)
+    source = plan_from_storage(storage, server, target, now, keyring)
+    spec = config.databases[database]
+    request = PitrRequest(database=database, dbname=spec.dbname or database, target=target_from_spec(spec, database),
+                          into_volume=into_volume, replace=replace, terminate_connections=terminate_connections,
+                          parallel_jobs=parallel_jobs)
+    options = options_for(config, database)
+    image = options.image_template.format(major=source.manifest.server_major)
+    steps = plan_steps(source.plan, request, image, now)
+    if as_json and dry_run:
+        print_json({"dry_run": True, **source.plan.to_dict(), "steps": steps})
+        return
+    if not as_json:
+        for line in plan_lines(source.plan, steps, dry_run=dry_run):
+            echo(line)
+    if dry_run:
+        return
+    if replace and not yes:
+        _confirm(request.target.dbname, request.target.display)
+    client = None if into_volume else choose_client(spec, database, ServerVersion(
+        source.manifest.server_version, source.manifest.server_version_num), tool="pg_restore")
+    docker = connect()
+    try:
+        with cancel_on_signals() as cancel, _progress_for(as_json) as progress:
+            safety = ((lambda: _safety_backup(config, database, config.backup_storage_of(database) or storage_name,
+                                              cancel)) if replace and not no_safety_backup else None)
+            summary = apply_pitr(request, source, storage, docker, client=client, run_id=new_run_id(),
+                                 user=spec.user, keyring=keyring, options=options, now=now, progress=progress,
+                                 cancel=cancel, safety_backup=safety)
+    finally:
+        docker.close()
+    if as_json:
+        print_json(summary.to_dict())
+        return
+    for line in summary_lines(summary, request.target.dbname, request.target.display):
+        echo(line)
+
+
 def _with_next_try(exc, storage, entry):
     """The failure of a restore, with the newest drill-verified backup to try next."""
     from maintainer.backup.catalog import newest_verified
@@ -149,11 +245,11 @@ def _storage(config, database: str, name: str | None) -> str:
     raise UsageError("cannot tell which storage holds the backups; choose one with --storage NAME")
 
 
-def _parse_time(text: str) -> datetime:
+def _parse_time(text: str, flag: str = "--before") -> datetime:
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--before {text!r} is not a timestamp such as 2026-11-26T03:00:00Z") from None
+        raise UsageError(f"{flag} {text!r} is not a timestamp such as 2026-11-26T03:00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
@@ -248,7 +344,7 @@ class _RichProgress:
     def phase(self, name: str, total: int | None = None) -> None:
         if self._task is not None:
             self._progress.update(self._task, total=max(self._done, 1), completed=max(self._done, 1))
-        self._bytes = name.startswith("download")
+        self._bytes = name.startswith(("download", "base backup"))
         self._done, self._total = 0, total
         self._task = self._progress.add_task(name, total=total, amount="")
 
@@ -261,6 +357,10 @@ class _RichProgress:
         else:
             text = f"{self._done} / {self._total or '?'} steps"
         self._progress.update(self._task, advance=amount, amount=text)
+
+    def replay(self, segments: int, total: int, reached: str) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, amount=f"{segments} / {total} segments, at {reached or '?'}")
 
     def done(self) -> None:
         if self._task is not None:
@@ -295,6 +395,10 @@ class _LogProgress:
             log.info("restore.progress", phase=self._phase, done=self._done, total=self._total,
                      elapsed=round(now - self._start, 1))
 
+    def replay(self, segments: int, total: int, reached: str) -> None:
+        log.info("restore.replay", segments=segments, needed=total, reached=reached,
+                 elapsed=round(time.monotonic() - self._start, 1))
+
     def done(self) -> None:
         log.info("restore.phase", phase="done", elapsed=round(time.monotonic() - self._start, 1))
 
@@ -309,6 +413,8 @@ def _progress_for(as_json: bool):
 
 
 class _SilentProgress(_LogProgress):
+    def replay(self, segments: int, total: int, reached: str) -> None: ...
+
     def phase(self, name: str, total: int | None = None) -> None: ...
 
     def advance(self, amount: int) -> None: ...
