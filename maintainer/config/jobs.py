@@ -56,9 +56,15 @@ class ConfigSnapshotJob(JobBase):
 
 
 class RestoreDrillJob(JobBase):
-    """Restore the newest backup into a throwaway container and verify it."""
+    """Restore the newest backup into a throwaway container and verify it. With ``mode: pitr``:
+    recover the newest base backup plus the WAL archive to two points of the archived window
+    (its end and a random earlier moment), check that recovery reached them, verify the base
+    backup with pg_verifybackup and run the check files; records RTO and achieved RPO."""
 
     type: Literal["restore_drill"]
+    mode: Literal["logical", "pitr"] = Field("logical", description=(
+        "logical: the newest pg_backup dump, restored with pg_restore; pitr: the newest base backup plus "
+        "archived WAL (pg_basebackup and wal_archive jobs), recovered to points in time"))
     databases: list[str] = Field(min_length=1, description="names from the top-level databases section")
     storage: str = Field(description="where the backups are (a name from the storage section)")
     backup: str = Field("latest", description="'latest' or a backup id")
