@@ -13,10 +13,19 @@ from datetime import datetime, timezone
 
 import click
 
+from maintainer.backup.catalog import find_backup, newest_verified
 from maintainer.cli.app import App, pass_app
 from maintainer.cli.output import echo, human_duration, human_size, print_json
+from maintainer.crypto.keyring import Keyring
+from maintainer.dockerapi import connect
 from maintainer.errors import ConfigError, Interrupted, JobError, MaintainerError, UsageError
 from maintainer.logs import get_logger
+from maintainer.restore.pitr_plan import END, LSN, TIME, PitrTarget
+from maintainer.restore.pitr_report import plan_lines, summary_lines
+from maintainer.restore.pitr_source import plan_from_storage
+from maintainer.signals import cancel_on_signals
+from maintainer.storage import open_storage
+from maintainer.wal.lsn import parse_lsn
 
 log = get_logger("restore")
 
@@ -64,13 +73,10 @@ def restore(app: App, latest: bool, verified_only: bool, backup_id: str | None, 
     the database out the same way (or, with --into-volume, keeps the recovered
     cluster in a new Docker volume and prints how to swap it in).
     """
-    from maintainer.backup.catalog import find_backup, newest_verified
+    # Lazy: the restore path loads psycopg and the docker SDK (~0.2 s); the other commands never need it.
     from maintainer.restore.engine import pg_restore_client
     from maintainer.restore.incident import apply_restore, target_from_dsn, target_from_spec
     from maintainer.restore.plan import plan_restore
-    from maintainer.signals import cancel_on_signals
-    from maintainer.crypto.keyring import Keyring
-    from maintainer.storage import open_storage
 
     pitr = [flag for flag, given in (("--to-time", to_time), ("--to-lsn", to_lsn), ("--to-end", to_end)) if given]
     if len(pitr) > 1:
@@ -139,19 +145,12 @@ def _restore_to_point(app: App, database: str | None, storage_name: str | None, 
                       terminate_connections: bool, no_safety_backup: bool, parallel_jobs: int, dry_run: bool,
                       as_json: bool) -> None:
     """The point-in-time restore (maintainer.restore.pitr): plan, confirm, recover, place."""
-    from maintainer.crypto.keyring import Keyring
-    from maintainer.dockerapi import connect
+    # Lazy: the restore path loads psycopg and the docker SDK (~0.2 s); the other commands never need it.
     from maintainer.jobs.base import new_run_id
     from maintainer.postgres.client import choose_client
     from maintainer.postgres.connection import ServerVersion
     from maintainer.restore.incident import target_from_spec
     from maintainer.restore.pitr import PitrRequest, apply_pitr, archive_of, options_for, plan_steps
-    from maintainer.restore.pitr_plan import END, LSN, TIME, PitrTarget
-    from maintainer.restore.pitr_report import plan_lines, summary_lines
-    from maintainer.restore.pitr_source import plan_from_storage
-    from maintainer.signals import cancel_on_signals
-    from maintainer.storage import open_storage
-    from maintainer.wal.lsn import parse_lsn
 
     config = app.config()
     database = _database(config, database)
@@ -207,7 +206,6 @@ def _restore_to_point(app: App, database: str | None, storage_name: str | None, 
 
 def _with_next_try(exc, storage, entry):
     """The failure of a restore, with the newest drill-verified backup to try next."""
-    from maintainer.backup.catalog import newest_verified
 
     if isinstance(exc, (Interrupted, UsageError, ConfigError)):
         return exc
@@ -324,6 +322,7 @@ class _RichProgress:
     """A live display on the terminal: one line per phase, with bytes or steps and elapsed time."""
 
     def __init__(self):
+        # Lazy: rich's progress display costs ~60 ms at start-up and is only for a terminal.
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 

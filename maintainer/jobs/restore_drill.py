@@ -14,17 +14,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from maintainer.backup.catalog import BackupNotFound, find_backup, write_verification
-from maintainer.units import human_duration, human_size
 from maintainer.config.jobs import RestoreDrillJob as RestoreDrillSpec
 from maintainer.crypto.keyring import Keyring
+from maintainer.dockerapi import connect
 from maintainer.errors import Interrupted, MaintainerError
 from maintainer.jobs.base import Job, JobResult, RunContext
+from maintainer.restore.pitr_plan import END, PitrRefused, PitrTarget
+from maintainer.restore.pitr_source import plan_from_storage
+from maintainer.units import human_duration, human_size
 
 
 class RestoreDrillJob(Job):
     type_name = RestoreDrillSpec.type_name
 
     def run(self, ctx: RunContext) -> JobResult:
+        # Lazy: the drill path loads psycopg and the docker SDK (~0.2 s); every CLI start imports this module.
         from maintainer.restore.checks import checks_for
         from maintainer.restore.drill import DrillOptions, drill_backup, failed_checks
 
@@ -56,7 +60,7 @@ class RestoreDrillJob(Job):
         if ctx.dry_run:
             return result
 
-        from maintainer.dockerapi import connect
+        # Lazy, as above.
         from maintainer.restore.container import sweep_leftovers
         from maintainer.restore.pitr_server import sweep_volumes
 
@@ -98,16 +102,13 @@ class RestoreDrillJob(Job):
 
     def _run_pitr(self, ctx: RunContext) -> JobResult:
         """mode: pitr (see maintainer.restore.pitr_drill): one drill per databases entry."""
-        from maintainer.dockerapi import connect
+        # Lazy, as in run().
         from maintainer.restore.checks import checks_for
         from maintainer.restore.container import sweep_leftovers
         from maintainer.restore.drill import failed_checks
         from maintainer.restore.pitr import PitrOptions
         from maintainer.restore.pitr_drill import DrillTarget, drill_pitr, write_pitr_verification
         from maintainer.restore.pitr_server import sweep_volumes
-        from maintainer.restore.pitr_plan import END, PitrRefused, PitrTarget
-        from maintainer.restore.pitr_source import plan_from_storage
-
         spec = self.spec
         result = self.new_result(ctx)
         checks_dir = self._resolve(spec.checks_dir)

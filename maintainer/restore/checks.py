@@ -32,6 +32,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
+import psycopg
+
 from maintainer.backup.manifest import CheckResult
 from maintainer.config.types import parse_duration
 from maintainer.errors import ConfigError
@@ -208,7 +210,6 @@ def evaluate(check: Check, rows: list[tuple], *, reference_time: datetime) -> Ch
 def run_checks(conn, checks: Sequence[Check], *, reference_time: datetime,
                statement_timeout_ms: int = 60_000) -> list[CheckResult]:
     """Run each check read-only on a psycopg connection; a failing query fails its check only."""
-    import psycopg
 
     results = []
     for check in checks:

@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable
 
+import psycopg
+from docker.errors import APIError, NotFound
+
 from maintainer.dockerapi import docker_errors
 from maintainer.errors import DockerError, Interrupted, JobError
 from maintainer.logs import get_logger
@@ -127,7 +130,6 @@ def sweep_leftovers(client, *, now: float | None = None) -> list[str]:
     Uses the engine's plain listing (no per-container inspect), so containers
     that other runs remove meanwhile do not make the sweep fail.
     """
-    from docker.errors import APIError, NotFound
 
     now = time.time() if now is None else now
     host = socket.gethostname()
@@ -153,8 +155,6 @@ def sweep_leftovers(client, *, now: float | None = None) -> list[str]:
 
 
 def _remove(container) -> bool:
-    from docker.errors import APIError, NotFound
-
     try:
         container.remove(force=True, v=True)
         return True
@@ -235,13 +235,10 @@ class DrillContainer:
         return f"host={host} port={port} user=postgres dbname={dbname} connect_timeout=5 application_name=maintainer-drill"
 
     def connect(self, dbname: str = "postgres"):
-        import psycopg
-
         return psycopg.connect(self.conninfo(dbname), password=self.password, autocommit=True)
 
     def wait_ready(self, cancel: threading.Event | None = None, timeout: float = READY_TIMEOUT_S) -> None:
         """Until ``SELECT 1`` works over TCP; JobError with the server log if it exits or never answers."""
-        import psycopg
 
         deadline = time.monotonic() + timeout
         last = ""

@@ -26,16 +26,25 @@ from typing import Sequence
 from maintainer import __version__
 from maintainer.backup.catalog import BackupEntry
 from maintainer.backup.manifest import CheckResult, Verification
+from maintainer.config.types import parse_size
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import Interrupted, JobError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import ExecClient
+from maintainer.postgres.inventory import object_counts, row_counts
 from maintainer.restore.checks import Check, run_checks
 from maintainer.restore.container import DrillContainer, DrillSettings
-from maintainer.restore.engine import (CREATE, EXISTING, Destination, PgRestoreFailed, Restore, Watchdog,
-                                       check_identities)
+from maintainer.restore.engine import (
+    CREATE,
+    EXISTING,
+    Destination,
+    PgRestoreFailed,
+    Restore,
+    Watchdog,
+    check_identities,
+)
 from maintainer.restore.stream import ChecksumMismatch
 from maintainer.restore.verify import compare_object_counts, compare_row_counts, run_amcheck
-from maintainer.crypto.keyring import Keyring
 from maintainer.storage.base import Storage
 
 log = get_logger("restore.drill")
@@ -76,7 +85,6 @@ def use_tmpfs(setting: bool | str, raw_size: int, memory: int, parallel_jobs: in
     the page cache, the index builds' memory and 256 MiB for the server itself."""
     if setting != "auto":
         return bool(setting)
-    from maintainer.config.types import parse_size
 
     builds = parallel_jobs * parse_size(maintenance_work_mem)
     return raw_size * 2.5 + builds + 256 * 1024**2 <= memory
@@ -188,8 +196,6 @@ def _restore(drill: DrillContainer, storage: Storage, entry: BackupEntry, option
 
 def _verify(drill: DrillContainer, entry: BackupEntry, checks: Sequence[Check], options: DrillOptions,
             results: list[CheckResult]) -> None:
-    from maintainer.postgres.inventory import object_counts, row_counts
-
     manifest = entry.manifest
     with drill.connect(manifest.dbname) as conn:
         actual_rows = {table: count.rows for table, count in row_counts(conn).items()}

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import psycopg
+
 from maintainer.logs import get_logger
 
 log = get_logger("restore.globals")
@@ -124,7 +126,6 @@ def plan_globals(sql: str, existing_roles: set[str]) -> tuple[list[str], list[st
 
 def apply_globals(conn, sql: str) -> GlobalsReport:
     """Run the globals on an autocommit psycopg connection; errors are collected."""
-    import psycopg
 
     existing = {row[0] for row in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
     statements, kept = plan_globals(sql, existing)
@@ -186,7 +187,6 @@ def _mask_literals(statement: str) -> str:
 def apply_database_statements(admin, statements: list[str]) -> str:
     """Run them one by one on an autocommit connection; a failure (a missing role,
     say) is reported in the returned text and logged, not fatal."""
-    import psycopg
 
     applied, errors = 0, []
     for statement in statements:

@@ -21,18 +21,19 @@ from typing import Callable
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from maintainer.backup.manifest import CheckResult
 from maintainer.config.models import DatabaseSpec
+from maintainer.crypto.keyring import Keyring
 from maintainer.errors import DatabaseError, Interrupted, JobError, UsageError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import PgClient
 from maintainer.postgres.connection import open_connection, password_used
-from maintainer.restore.engine import NEW, Destination, Progress, Restore
+from maintainer.postgres.inventory import row_counts
+from maintainer.restore.engine import NEW, Destination, Progress, Restore, check_identities
 from maintainer.restore.plan import RestorePlan, Target
 from maintainer.restore.verify import compare_row_counts
-from maintainer.crypto.keyring import Keyring
-from maintainer.restore.engine import check_identities
 from maintainer.storage.base import Storage
 
 log = get_logger("restore.incident")
@@ -73,7 +74,6 @@ def target_from_spec(spec: DatabaseSpec, name: str) -> Target:
 
 def target_from_dsn(dsn: str, default_dbname: str) -> Target:
     """A --target-dsn (URI or key=value); its dbname, if any, names the live database there."""
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     try:
         params = conninfo_to_dict(dsn)
@@ -160,8 +160,6 @@ def apply_restore(plan: RestorePlan, storage: Storage, *, client: PgClient, prog
             summary.database_settings = restore.database_settings
             summary.steps_done.append(f"database settings and grants: {summary.database_settings}")
         with connect(target, plan.restore_into) as conn:
-            from maintainer.postgres.inventory import row_counts
-
             actual = {t: c.rows for t, c in row_counts(conn).items()}
         summary.row_check = compare_row_counts(m.row_counts, actual, tolerance=0.1)
     except BaseException as exc:
@@ -193,7 +191,6 @@ def _client_dsn(target: Target, client: PgClient, dbname: str) -> str:
     port as the client sees them (see PgClient.target); a --target-dsn as given."""
     if target.from_dsn:
         return target.dsn(dbname)
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     host, port = client.target()
     params = conninfo_to_dict(target.conninfo)
@@ -250,8 +247,6 @@ def _drop_quietly(target: Target, dbname: str) -> None:
 
 
 def _without(conninfo: str, key: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     params = conninfo_to_dict(conninfo)
     params.pop(key, None)
     return make_conninfo(**params)

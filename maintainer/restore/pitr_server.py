@@ -25,6 +25,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from docker.errors import APIError, NotFound
+
 from maintainer.dockerapi import docker_errors
 from maintainer.errors import DockerError, JobError
 from maintainer.logs import get_logger
@@ -236,8 +238,6 @@ def _owned_tar(files: list[tuple[str, bytes]], uid: int, gid: int):
 
 
 def _remove_container(container) -> None:
-    from docker.errors import APIError, NotFound
-
     try:
         container.remove(force=True, v=True)
     except NotFound:
@@ -249,7 +249,6 @@ def _remove_container(container) -> None:
 
 def _remove_volume(client, name: str) -> None:
     """Remove a volume; retried briefly while the engine still holds it for a removed container."""
-    from docker.errors import APIError, NotFound
 
     for attempt in range(20):
         try:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 from typing import Iterator
 
+import zstandard
+
 from maintainer.backup.manifest import StoredObject
 from maintainer.backup.pipeline import IncompleteStream, decompress_frames
 from maintainer.crypto.errors import DecryptionError
-from maintainer.crypto.keyring import Keyring
+from maintainer.crypto.keyring import Keyring, decrypting
 from maintainer.errors import StorageError
 from maintainer.storage.base import Storage
 
@@ -52,7 +54,6 @@ class VerifiedObject:
         decompression first), StorageError if they match but cannot be decrypted
         or decompressed, and MissingIdentity/NoMatchingIdentity before reading
         an encrypted object that the keyring's identities cannot open."""
-        import zstandard
 
         identities = None
         if self.obj.encryption is not None:
@@ -72,7 +73,6 @@ class VerifiedObject:
             if identities is None:
                 yield from stored_blocks()
                 return
-            from maintainer.crypto.keyring import decrypting
 
             for plain in decrypting(stored_blocks(), identities):
                 if compressed_digest is not None:

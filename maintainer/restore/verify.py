@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import psycopg
+
 from maintainer.backup.manifest import CheckResult, TableCount
 
 
@@ -192,7 +194,6 @@ def run_amcheck(conn, *, heap_limit: int = HEAPALLINDEXED_MAX_BYTES, statement_t
     check is a failed CheckResult that says so. Installs the amcheck extension
     (in pg_catalog, so no search_path or schema of the database matters) when
     the database does not have it: meant for a drill's throwaway copy."""
-    import psycopg
 
     try:
         with conn.transaction():
