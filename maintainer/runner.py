@@ -80,7 +80,8 @@ def run_job(config: "Config", name: str, *, dry_run: bool = False, run_id: str |
     job = build_job(config, name, spec)
     run_id = run_id or new_run_id()
     cancel = cancel if cancel is not None else threading.Event()
-    ctx = RunContext(config, name, run_id, dry_run=dry_run, cancel=cancel)
+    ctx = RunContext(config, name, run_id, dry_run=dry_run, cancel=cancel,
+                     run_other=lambda other, why: run_job(config, other, cancel=cancel, trigger=why))
     # Run history and notifications for every real run (never for a dry run).
     hooks = None if dry_run else RunHooks.for_config(config, name, job.spec)
     timeout = getattr(job.spec, "timeout", None)

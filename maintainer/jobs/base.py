@@ -11,10 +11,10 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from maintainer import storage as storage_backends
-from maintainer.errors import Interrupted
+from maintainer.errors import Interrupted, MaintainerError
 from maintainer.logs import EventLogger, get_logger
 
 if TYPE_CHECKING:
@@ -83,12 +83,16 @@ class RunContext:
     """What a job may use while it runs: the config, its storage, a cancel flag."""
 
     def __init__(self, config: "Config", job_name: str, run_id: str, *, dry_run: bool = False,
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None,
+                 run_other: Callable[[str, str], "JobResult"] | None = None):
         self.config = config
         self.job_name = job_name
         self.run_id = run_id
         self.dry_run = dry_run
         self.cancel = cancel or threading.Event()
+        # How this run starts another configured job (an update's backup first): the
+        # runner passes itself in, so that jobs never import the layer above them.
+        self._run_other = run_other
         self.log: EventLogger = get_logger(f"job.{job_name}")
         self._storages: dict[str, "Storage"] = {}
 
@@ -97,6 +101,13 @@ class RunContext:
         if name not in self._storages:
             self._storages[name] = storage_backends.open_storage(self.config.storage[name], name=name)
         return self._storages[name]
+
+    def run_other(self, job_name: str, trigger: str) -> "JobResult":
+        """Run another configured job now, through the runner (history, alerts, its
+        timeout), sharing this run's cancel flag. MaintainerError outside a runner."""
+        if self._run_other is None:
+            raise MaintainerError(f"job {self.job_name} can start {job_name} only when run by the runner")
+        return self._run_other(job_name, trigger)
 
     def check_cancelled(self) -> None:
         """Raise Interrupted when the run has been asked to stop."""

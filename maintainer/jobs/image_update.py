@@ -146,12 +146,9 @@ class ImageUpdateJob(Job):
 
     def _run_before(self, ctx: RunContext, names: list[str], result: JobResult) -> bool:
         """Run the ``before:`` jobs in order; False (the run failed, alerted) when one fails."""
-        # The runner imports every job type, this one included: imported here to break that cycle.
-        from maintainer.runner import run_job
-
         for name in names:
             ctx.check_cancelled()
-            ran = run_job(self.config, name, cancel=ctx.cancel, trigger=BEFORE_UPDATE)
+            ran = ctx.run_other(name, BEFORE_UPDATE)
             result.details.setdefault("before", []).append({"job": name, "run_id": ran.run_id, "status": ran.status})
             if not ran.ok:
                 message = (f"not updated: {name}, which must succeed first, failed (run {ran.run_id}): "
