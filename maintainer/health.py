@@ -6,8 +6,9 @@ Healthy means all of:
 * for every database in the config, the newest complete backup (one with a
   manifest) is younger than its ``max_backup_age``;
 * for every database, the newest passed restore drill is younger than its
-  ``max_drill_age`` (a drill's Verification record beside a backup, or an ok
-  run of a restore_drill job naming the database);
+  ``max_drill_age`` (a drill's Verification record beside a backup or, for a
+  PITR drill, beside a base backup; or an ok run of a restore_drill job naming
+  the database);
 * no job failed its last ``daemon.failure_threshold`` runs;
 * for every database a wal_archive job archives: its receiver is up, the
   archive lags by no more than the job's ``max_wal_lag``, and no segment is
@@ -17,7 +18,8 @@ Healthy means all of:
   archived WAL and the gaps, with the receiver's state unknown.
 
 ``evaluate`` is pure (state in, report out); ``gather_databases`` reads the
-backup catalog of the storages that the database's jobs use, and
+backup catalog of the storages that the database's jobs use (and the PITR
+drill records beside its base backups), and
 ``CatalogCache`` keeps that reading until the run history changes or it ages
 out, so a health probe every 30 s does not list S3 every 30 s.
 """
@@ -31,10 +33,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
+
 from maintainer import disk, storage as storage_backends
 from maintainer.backup.catalog import list_backups
+from maintainer.backup.manifest import Verification
 from maintainer.wal import archive as wal_archive
 from maintainer.wal.basebackups import oldest_needed_lsn
+from maintainer.wal.verifications import pitr_drill_records, pitr_figure
 from maintainer.wal.layout import parse_segment_key
 from maintainer.wal.state import STATES
 from maintainer.errors import MaintainerError
@@ -72,6 +77,11 @@ class DatabaseState:
     wal_gaps: int | None = None
     wal_last_segment_time: datetime | None = None
     wal_problem: str | None = None  # the receiver's last error, or the gaps, for the message
+    pitr_drill_jobs: list[str] = field(default_factory=list)  # restore_drill jobs with mode: pitr
+    last_pitr_drill_passed: datetime | None = None  # when the newest passed PITR drill finished
+    last_pitr_rto_seconds: float | None = None  # of that drill: start of recovery to a usable server
+    last_pitr_rpo_seconds: float | None = None  # of that drill: drill start minus the newest archived WAL
+    last_pitr_replay_mb_s: float | None = None  # of that drill: WAL replayed per second
 
 
 @dataclass
@@ -180,7 +190,7 @@ def _wal_conditions(config: "Config", name: str, state: DatabaseState) -> list[C
 
 
 def wal_jobs_of(config: "Config", database: str) -> list[str]:
-    return [name for name, spec in config.jobs_of_type("wal_archive").items() if spec.database == database]
+    return config.jobs_covering(database, "wal_archive")
 
 
 def with_live_wal(states: dict[str, DatabaseState]) -> dict[str, DatabaseState]:
@@ -239,7 +249,8 @@ def gather_databases(config: "Config", history: "History | None" = None,
     opened: dict[str, Any] = {}
     states: dict[str, DatabaseState] = {}
     for db in config.databases:
-        state = DatabaseState(db, config.jobs_covering(db, "pg_backup"), config.jobs_covering(db, "restore_drill"))
+        state = DatabaseState(db, config.jobs_covering(db, "pg_backup"), config.jobs_covering(db, "restore_drill"),
+                              pitr_drill_jobs=config.pitr_drills_covering(db))
         storages = []
         for job in state.backup_jobs + state.drill_jobs:
             name = config.jobs[job].storage
@@ -256,6 +267,18 @@ def gather_databases(config: "Config", history: "History | None" = None,
             except Exception as exc:  # noqa: BLE001 - health must answer, whatever the storage did
                 state.storage_errors.append(f"cannot read storage {name}: {type(exc).__name__}: {exc}")
         _fill_from_catalog(state, entries)
+        records: list[Verification] = []
+        for name in dict.fromkeys(config.jobs[job].storage for job in state.pitr_drill_jobs):
+            try:
+                if name not in opened:
+                    opened[name] = open_storage(config.storage[name], name=name)
+                records.extend(pitr_drill_records(opened[name], db))
+            except MaintainerError as exc:
+                state.storage_errors.append(f"cannot read the PITR drill records in storage {name}: {exc.message}")
+            except Exception as exc:  # noqa: BLE001 - health must answer, whatever the storage did
+                state.storage_errors.append(f"cannot read the PITR drill records in storage {name}: "
+                                            f"{type(exc).__name__}: {exc}")
+        fill_pitr_state(state, records)
         state.wal_jobs = wal_jobs_of(config, db)
         if state.wal_jobs:
             try:
@@ -296,6 +319,20 @@ def _fill_from_catalog(state: DatabaseState, entries: list) -> None:
         state.last_drill_passed = _utc(last.finished)
     if records:
         state.last_drill_restore_seconds = max(records, key=lambda v: v.finished).restore_seconds
+
+
+def fill_pitr_state(state: DatabaseState, records: list[Verification]) -> None:
+    """The newest passed PITR drill's time and figures; it counts as a passed drill too."""
+    passed = [r for r in records if r.passed]
+    if not passed:
+        return
+    newest = max(passed, key=lambda r: _utc(r.finished))
+    state.last_pitr_drill_passed = _utc(newest.finished)
+    state.last_pitr_rto_seconds = pitr_figure(newest, "rto_seconds")
+    state.last_pitr_rpo_seconds = pitr_figure(newest, "rpo_seconds")
+    state.last_pitr_replay_mb_s = pitr_figure(newest, "replay_mb_s")
+    if state.last_drill_passed is None or state.last_pitr_drill_passed > state.last_drill_passed:
+        state.last_drill_passed = state.last_pitr_drill_passed
 
 
 def _utc(when: datetime) -> datetime:

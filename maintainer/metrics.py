@@ -21,7 +21,11 @@ figures across restarts. Metric names:
   maintainer_backup_newest_size_bytes{database}
   maintainer_backup_newest_rows{database}
   maintainer_drill_last_restore_seconds{database}
-  maintainer_drill_last_success_timestamp_seconds{database}
+  maintainer_drill_last_success_timestamp_seconds{database}   logical or PITR
+  maintainer_pitr_drill_last_success_timestamp_seconds{database}   end of the newest passed PITR drill
+  maintainer_pitr_drill_rto_seconds{database}           its RTO: recovery start to a usable server
+  maintainer_pitr_drill_rpo_seconds{database}           its achieved RPO: drill start minus the newest archived WAL
+  maintainer_pitr_replay_mb_per_second{database}        its WAL replay speed
   maintainer_prune_reclaimed_bytes_total{job}
   maintainer_images_updated_total{job}
   maintainer_wal_last_segment_timestamp_seconds{database}   when the newest complete segment was stored
@@ -33,7 +37,9 @@ figures across restarts. Metric names:
   maintainer_wal_gap_segments{database}                 segments missing since the newest base backup
   maintainer_wal_slot_retained_bytes{job,server,slot}   WAL the server keeps for the slot
   maintainer_wal_segments_stored_total{job,server}
-The per-job WAL figures exist only where the receiver runs (the daemon).
+The per-job WAL figures exist only where the receiver runs (the daemon). The PITR
+drill's figures come from its records beside the base backups, like the logical
+drill's from the records beside the backups.
 """
 
 from __future__ import annotations
@@ -176,6 +182,14 @@ class MaintainerCollector:
                      rows("last_drill_restore_seconds"))
         yield _gauge("maintainer_drill_last_success_timestamp_seconds", "end of the newest passed drill", labels,
                      rows("last_drill_passed", lambda d: d.timestamp()))
+        yield _gauge("maintainer_pitr_drill_last_success_timestamp_seconds", "end of the newest passed PITR drill",
+                     labels, rows("last_pitr_drill_passed", lambda d: d.timestamp()))
+        yield _gauge("maintainer_pitr_drill_rto_seconds", "RTO of the newest passed PITR drill (recovery start to "
+                     "a usable server)", labels, rows("last_pitr_rto_seconds"))
+        yield _gauge("maintainer_pitr_drill_rpo_seconds", "achieved RPO of the newest passed PITR drill (drill start "
+                     "minus the newest archived WAL)", labels, rows("last_pitr_rpo_seconds"))
+        yield _gauge("maintainer_pitr_replay_mb_per_second", "WAL replay speed of the newest passed PITR drill",
+                     labels, rows("last_pitr_replay_mb_s"))
         yield _gauge("maintainer_wal_last_segment_timestamp_seconds", "when the newest complete WAL segment was "
                      "stored", labels, rows("wal_last_segment_time", lambda d: d.timestamp()))
         yield _gauge("maintainer_wal_lag_seconds", "how long the oldest WAL not yet in storage has waited", labels,

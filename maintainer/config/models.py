@@ -230,6 +230,17 @@ def check_apprise_urls(value: SecretStr) -> None:
                              "(the value is not shown: it may hold a token)")
 
 
+def databases_of(job: Any) -> list[str]:
+    """The database entries a job works on: its ``databases`` list, or its single
+    ``database`` (wal_archive and pg_basebackup: one server each); none for the
+    job types that work on no database (docker_prune, config_snapshot...)."""
+    many = getattr(job, "databases", None)
+    if many is not None:
+        return list(many)
+    one = getattr(job, "database", None)
+    return [one] if one is not None else []
+
+
 def _escape(v: str) -> str:
     return v.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -349,8 +360,14 @@ class Config(Strict):
         return {name: spec for name, spec in self.jobs.items() if spec.type == type_}
 
     def jobs_covering(self, database: str, type_: str) -> list[str]:
-        """Names of the ``type_`` jobs (pg_backup, restore_drill) whose databases include ``database``."""
-        return [name for name, spec in self.jobs_of_type(type_).items() if database in spec.databases]
+        """Names of the ``type_`` jobs that work on ``database``, in file order: those whose
+        ``databases`` include it (pg_backup, restore_drill), or whose single ``database``
+        is it (wal_archive, pg_basebackup)."""
+        return [name for name, spec in self.jobs_of_type(type_).items() if database in databases_of(spec)]
+
+    def pitr_drills_covering(self, database: str) -> list[str]:
+        """Names of the restore_drill jobs with ``mode: pitr`` that drill ``database``."""
+        return [name for name in self.jobs_covering(database, "restore_drill") if self.jobs[name].mode == "pitr"]
 
     def backup_storage_of(self, database: str) -> str | None:
         """The storage the first pg_backup job of ``database`` writes to."""

@@ -243,15 +243,13 @@ def archive_of(config, database: str, storage_name: str | None) -> tuple[str, st
     pg_basebackup) job that covers it, or --storage. UsageError when there is none."""
     from maintainer.errors import UsageError
 
-    jobs = [spec for spec in config.jobs.values() if spec.type in ("wal_archive", "pg_basebackup")
-            and spec.database == database]
-    jobs.sort(key=lambda s: s.type != "wal_archive")
+    jobs = config.jobs_covering(database, "wal_archive") + config.jobs_covering(database, "pg_basebackup")
     if storage_name:
         if storage_name not in config.storage:
             raise UsageError(f"--storage {storage_name}: no such storage in {config.source or 'the config'}")
         return database, storage_name
     if jobs:
-        return database, jobs[0].storage
+        return database, config.jobs[jobs[0]].storage
     raise UsageError(f"no wal_archive or pg_basebackup job covers {database}; point-in-time restore needs both "
                      "(or name the storage that holds them with --storage NAME)")
 

@@ -15,6 +15,7 @@ from maintainer import redact
 from maintainer import storage as storage_backends
 from maintainer.backup.catalog import list_backups
 from maintainer.errors import MaintainerError
+from maintainer.wal.verifications import PITR_MODE, pitr_drill_records, pitr_figure
 
 if TYPE_CHECKING:
     from maintainer.config.models import Config
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from maintainer.history import History, Run
 
 CHART_BACKUPS = 30  # backups shown in the size and duration chart
-CHART_DRILLS = 30  # drills shown in the RTO chart
+CHART_DRILLS = 30  # drills shown in the RTO chart (logical and PITR together)
+LOGICAL, PITR = "logical", PITR_MODE  # a drill's mode
 RUNS_PER_JOB = 5
 # A backup smaller than this share of the one before it is flagged as a sudden drop,
 # whatever the job's own suspicious_drop setting said when it was taken.
@@ -45,23 +47,27 @@ class BackupPoint:
 
 @dataclass
 class DrillPoint:
-    backup_id: str
+    backup_id: str  # the backup, or for a PITR drill the base backup
     finished: datetime
     passed: bool
-    restore_seconds: float | None
+    restore_seconds: float | None  # the RTO
     checks_passed: int
     checks_total: int
+    mode: str = LOGICAL  # LOGICAL (pg_restore of a dump) or PITR (base backup plus WAL)
+    rpo_seconds: float | None = None  # PITR: drill start minus the newest archived WAL
 
 
 @dataclass
 class CatalogView:
-    """One database's backups (oldest first, at most CHART_BACKUPS) and drills."""
+    """One database's backups (oldest first, at most CHART_BACKUPS) and drills of both
+    modes (oldest first, at most CHART_DRILLS)."""
 
     database: str
     backups: list[BackupPoint] = field(default_factory=list)
     drills: list[DrillPoint] = field(default_factory=list)
     total_backups: int = 0
     storage_errors: list[str] = field(default_factory=list)
+    pitr_drilled: bool = False  # a restore_drill job with mode: pitr covers the database
 
     @property
     def newest(self) -> BackupPoint | None:
@@ -69,7 +75,15 @@ class CatalogView:
 
     @property
     def newest_passed_drill(self) -> DrillPoint | None:
-        passed = [d for d in self.drills if d.passed]
+        """The newest passed logical drill."""
+        return self._newest_passed(LOGICAL)
+
+    @property
+    def newest_passed_pitr_drill(self) -> DrillPoint | None:
+        return self._newest_passed(PITR)
+
+    def _newest_passed(self, mode: str) -> DrillPoint | None:
+        passed = [d for d in self.drills if d.passed and d.mode == mode]
         return passed[-1] if passed else None
 
 
@@ -119,7 +133,8 @@ class PageData:
 
 def gather_catalog(config: "Config", history: "History | None" = None,
                    open_storage: Callable | None = None) -> dict[str, CatalogView]:
-    """Every database's backups and drill records from the storages its jobs use.
+    """Every database's backups and drill records from the storages its jobs use,
+    with the PITR drills' records beside its base backups.
 
     A storage that cannot be read becomes a ``storage_errors`` line, never an
     exception: the page must answer whatever the storage does.
@@ -145,6 +160,19 @@ def gather_catalog(config: "Config", history: "History | None" = None,
         view.total_backups = len(ordered)
         view.backups = flag_drops([_point(e) for e in ordered[-CHART_BACKUPS:]])
         drills = [_drill(e.id, v) for e in ordered for v in e.verifications]
+        pitr_jobs = config.pitr_drills_covering(db)
+        view.pitr_drilled = bool(pitr_jobs)
+        for name in dict.fromkeys(config.jobs[job].storage for job in pitr_jobs):
+            try:
+                if name not in opened:
+                    opened[name] = open_storage(config.storage[name], name=name)
+                drills += [_pitr_drill(r) for r in pitr_drill_records(opened[name], db)]
+            except MaintainerError as exc:
+                view.storage_errors.append(redact.scrub(f"cannot read the PITR drill records in storage {name}: "
+                                                        f"{exc.message}"))
+            except Exception as exc:  # noqa: BLE001 - the page must answer, whatever the storage did
+                view.storage_errors.append(redact.scrub(f"cannot read the PITR drill records in storage {name}: "
+                                                        f"{type(exc).__name__}: {exc}"))
         view.drills = sorted(drills, key=lambda d: d.finished)[-CHART_DRILLS:]
         views[db] = view
     return views
@@ -159,6 +187,13 @@ def _point(entry) -> BackupPoint:
 def _drill(backup_id: str, record) -> DrillPoint:
     return DrillPoint(backup_id, _utc(record.finished), record.passed, record.restore_seconds,
                       sum(c.passed for c in record.checks), len(record.checks))
+
+
+def _pitr_drill(record) -> DrillPoint:
+    """A PITR drill's record: its RTO and RPO are the figures it recorded."""
+    return DrillPoint(record.backup_id, _utc(record.finished), record.passed, pitr_figure(record, "rto_seconds"),
+                      sum(c.passed for c in record.checks), len(record.checks), PITR,
+                      pitr_figure(record, "rpo_seconds"))
 
 
 def flag_drops(points: list[BackupPoint]) -> list[BackupPoint]:

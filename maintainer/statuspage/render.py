@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from html import escape
 
 from maintainer.statuspage.charts import Bar, bar_chart
-from maintainer.statuspage.data import CatalogView, DatabaseView, JobView, PageData, RunView
+from maintainer.statuspage.data import PITR, CatalogView, DatabaseView, JobView, PageData, RunView
 from maintainer.units import human_duration, human_size
 
 STYLE = """
@@ -85,6 +85,8 @@ def _database(db: DatabaseView, now: datetime) -> str:
     if db.problems:
         out.append('<ul class="problems">' + "".join(f"<li>{escape(p)}</li>" for p in db.problems) + "</ul>")
     rows = [("Newest backup", _newest_backup(catalog, now)), ("Newest passed drill", _newest_drill(catalog, now))]
+    if catalog.pitr_drilled or any(d.mode == PITR for d in catalog.drills):
+        rows.append(("Newest passed PITR drill", _newest_pitr_drill(catalog, now)))
     if db.wal:
         rows.append(("WAL archive", _wal(db.wal, now)))
     out.append("<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>")
@@ -112,6 +114,15 @@ def _newest_drill(catalog: CatalogView, now: datetime) -> str:
         return '<span class="muted">no passed restore drill yet</span>'
     return (f"{_ago(now, d.finished)} ({_t(d.finished)}) on backup {escape(d.backup_id)}: "
             f"RTO {human_duration(d.restore_seconds)}, checks {d.checks_passed}/{d.checks_total} passed")
+
+
+def _newest_pitr_drill(catalog: CatalogView, now: datetime) -> str:
+    d = catalog.newest_passed_pitr_drill
+    if d is None:
+        return '<span class="muted">no passed PITR drill yet</span>'
+    return (f"{_ago(now, d.finished)} ({_t(d.finished)}) on base backup {escape(d.backup_id)}: "
+            f"RTO {human_duration(d.restore_seconds)}, RPO {human_duration(d.rpo_seconds)}, "
+            f"checks {d.checks_passed}/{d.checks_total} passed")
 
 
 def _wal(wal: dict, now: datetime) -> str:
@@ -149,11 +160,20 @@ def _backup_chart(catalog: CatalogView) -> str:
 
 
 def _drill_chart(catalog: CatalogView) -> str:
-    bars = [Bar(_short_date(d.finished), d.restore_seconds or 0.0,
-                f"{_t(d.finished)} backup {d.backup_id}: RTO {human_duration(d.restore_seconds)}, "
-                f"{'passed' if d.passed else 'FAILED'}", not d.passed, "failed")
-            for d in catalog.drills]
-    return bar_chart(bars, label="drill RTO (restore time)", fmt=human_duration, empty="no restore drills yet")
+    """Logical and PITR drills on one time line; a PITR bar is marked "P" (and the legend says so)."""
+    bars = []
+    for d in catalog.drills:
+        result = "passed" if d.passed else "FAILED"
+        if d.mode == PITR:
+            title = (f"{_t(d.finished)} PITR drill of base backup {d.backup_id}: "
+                     f"RTO {human_duration(d.restore_seconds)}, RPO {human_duration(d.rpo_seconds)}, {result}")
+            bars.append(Bar(_short_date(d.finished), d.restore_seconds or 0.0, title, not d.passed,
+                            "P" if d.passed else "failed", kind=PITR))
+        else:
+            title = f"{_t(d.finished)} backup {d.backup_id}: RTO {human_duration(d.restore_seconds)}, {result}"
+            bars.append(Bar(_short_date(d.finished), d.restore_seconds or 0.0, title, not d.passed, "failed"))
+    return bar_chart(bars, label="drill RTO (restore time)", fmt=human_duration, kind_label="P: PITR drill",
+                     empty="no restore drills yet")
 
 
 def _run_cell(run: RunView, now: datetime) -> str:

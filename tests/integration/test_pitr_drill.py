@@ -1,16 +1,24 @@
 """The PITR drill (restore_drill with mode: pitr) on an archive written by the real jobs:
-it passes on a healthy archive with RTO and RPO recorded, fails naming the cause when a
-segment is damaged or missing, and leaves no container or volume behind."""
+it passes on a healthy archive with RTO and RPO recorded (and shown by /metrics and the
+status page), fails naming the cause when a segment is damaged or missing, and leaves no
+container or volume behind."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from maintainer.config import parse_config
+from maintainer.health import CatalogCache
+from maintainer.history import History
+from maintainer.metrics import MaintainerCollector, build_registry, render
 from maintainer.runner import run_job
+from maintainer.statuspage.page import StatusPage
+from maintainer.units import human_duration
 from maintainer.storage import open_storage
 from maintainer.wal import archive, basebackups
 
@@ -67,6 +75,28 @@ def test_the_pitr_drill_passes_on_a_healthy_archive_and_records_rto_and_rpo(scen
     stored = scenario.storage.get_bytes(f"base/{SERVER}/{base.id}/verifications/{result.run_id}.json")
     assert json.loads(stored)["result"] == "passed"
     assert pitr_leftovers(docker_client) == []
+
+    # /metrics and the status page, read as the daemon reads them: the run history and the stored record.
+    history = History.open(tmp_path / "state")
+    history.record_result(result)
+    cache = CatalogCache(lambda: config, history)
+    metrics = gauges(render(build_registry(MaintainerCollector(lambda: config, history, cache, lambda: True))))
+    assert metrics["maintainer_pitr_drill_rto_seconds"] == record["rto_seconds"]
+    assert metrics["maintainer_pitr_drill_rpo_seconds"] == record["rpo_seconds"]
+    assert metrics["maintainer_pitr_replay_mb_per_second"] == record["replay_mb_s"] == \
+        result.figures[f"{SERVER}_replay_mb_s"]
+    assert metrics["maintainer_pitr_drill_last_success_timestamp_seconds"] == pytest.approx(
+        datetime.fromisoformat(record["finished"]).timestamp())
+    html = StatusPage(lambda: config, history, cache, lambda: True).render().decode()
+    assert (f"on base backup {base.id}: RTO {human_duration(record['rto_seconds'])}, "
+            f"RPO {human_duration(record['rpo_seconds'])}, checks 6/6 passed") in html
+    assert 'class="bar pitr"' in html
+
+
+def gauges(text: bytes) -> dict[str, float]:
+    """The value of each sample for database SERVER, by metric name."""
+    return {s.name: s.value for family in text_string_to_metric_families(text.decode()) for s in family.samples
+            if s.labels.get("database") == SERVER}
 
 
 def test_a_damaged_segment_fails_the_drill_naming_it_and_leaves_nothing(scenario, docker_client, tmp_path):
