@@ -264,6 +264,7 @@ def _safety_backup(config, database: str, storage_name: str, cancel) -> str:
     """Back up the current database through the runner (history, alerts, the job's
     timeout), with the pg_backup job's own code, into the same storage. JobError
     (exit 1) when it fails: the live database is then left as it is."""
+    # Lazy: the runner loads every job type and its clients (~0.15 s), for this one case.
     from maintainer.runner import run_job
 
     job_name = config.backup_job_into(database, storage_name)

@@ -127,6 +127,7 @@ def describe_recipients(recipients: Sequence[str]) -> str:
 
 def decrypting(blocks: Iterable[bytes], identities: Sequence["Identity"]) -> Iterator[bytes]:
     """The plaintext of the age stream ``blocks``; see maintainer.crypto.stream.decrypt_blocks."""
+    # Lazy: loading cryptography's AEAD bindings costs ~22 ms and ~10 MB RSS, and unencrypted runs never need them.
     from maintainer.crypto.stream import decrypt_blocks
 
     return decrypt_blocks(blocks, identities)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from maintainer.crypto.keyring import Keyring
-from maintainer.errors import JobError
+from maintainer.errors import JobError, UsageError
 from maintainer.logs import get_logger
 from maintainer.postgres.client import PgClient
 from maintainer.restore.engine import Watchdog
@@ -241,8 +241,6 @@ def utcnow() -> datetime:
 def archive_of(config, database: str, storage_name: str | None) -> tuple[str, str]:
     """(server, storage) of ``database``'s WAL archive: the wal_archive (else
     pg_basebackup) job that covers it, or --storage. UsageError when there is none."""
-    from maintainer.errors import UsageError
-
     jobs = config.jobs_covering(database, "wal_archive") + config.jobs_covering(database, "pg_basebackup")
     if storage_name:
         if storage_name not in config.storage:
