@@ -12,11 +12,16 @@ is lost) and dropped only on request. DatabaseError for a failing query.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import psycopg
+import psycopg.conninfo
 
 from maintainer.errors import DatabaseError
-from maintainer.postgres.connection import ServerVersion, describe_error, server_version
+from maintainer.postgres.connection import ServerVersion, describe_error, open_connection, server_version
+
+if TYPE_CHECKING:
+    from maintainer.config.models import DatabaseSpec
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,33 @@ def drop_slot(conn: psycopg.Connection, slot: str) -> bool:
     except psycopg.Error as exc:
         raise DatabaseError(f"cannot drop replication slot {slot}: {describe_error(exc)}") from None
     return True
+
+
+def restore_slot_position(conn: psycopg.Connection, slot: str, lsn: int) -> bool:
+    """Move the physical slot forward to ``lsn`` when its restart_lsn is now before
+    it (a receiver that asked for WAL the server had removed reported that position
+    and so moved the slot back onto it); True when moved."""
+    status = slot_status(conn, slot)
+    if not status.exists or status.restart_lsn is None or status.restart_lsn >= lsn:
+        return False
+    target = f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+    _query(conn, "SELECT pg_replication_slot_advance(%s, %s::pg_lsn)", (slot, target))
+    return True
+
+
+def timeline_history(spec: DatabaseSpec, name: str, timeline: int) -> str:
+    """The text of ``<timeline>.history`` as the server has it, read with the
+    replication command TIMELINE_HISTORY (what pg_receivewal itself does; reading
+    pg_wal with SQL would need pg_read_server_files, the archiver's role has only
+    REPLICATION). ``spec`` is database entry ``name``.
+    DatabaseError when the connection or the command fails."""
+    conninfo = psycopg.conninfo.make_conninfo(spec.conninfo(name), replication="true")
+    with open_connection(conninfo, what=f"database {name} (replication connection)") as conn:
+        result = conn.pgconn.exec_(f"TIMELINE_HISTORY {int(timeline)}".encode())
+        if result.status != psycopg.pq.ExecStatus.TUPLES_OK or result.ntuples != 1:
+            message = (result.error_message or b"no result").decode(errors="replace").strip()
+            raise DatabaseError(f"database {name}: cannot read the history of timeline {timeline}: {message}")
+        return bytes(result.get_value(0, 1) or b"").decode()
 
 
 def current_flush_lsn(conn: psycopg.Connection) -> int:

@@ -11,10 +11,15 @@ written); the partial segment is stored at the flush interval. A session that
 ends while not cancelled (the server restarted, the receiver died, storage
 failed) is logged, alerted, counted, and followed by a new one after a backoff
 that doubles up to its bound; the slot makes the new session resume where the
-last stored byte ended. Beside it a checker samples the server's flush
-position (lag), the slot's retained WAL (alert above the bound) and the
-archive's gaps (alert on a new gap). Raises JobError for what no restart can
-fix (another cluster's archive, a server that cannot replicate).
+last stored byte ended. A session on a timeline the archive does not hold yet
+(a promoted server) starts pg_receivewal at the segment of the timeline's
+switch point, not at the new slot's position, so that the WAL written between
+the promotion and the archiver's start is archived too (``_seed_segment``);
+when the server has already removed it, the gap is alerted. Beside it a
+checker samples the server's flush position (lag), the slot's retained WAL
+(alert above the bound) and the archive's gaps (alert on a new gap). Raises
+JobError for what no restart can fix (another cluster's archive, a server that
+cannot replicate).
 """
 
 from __future__ import annotations
@@ -36,8 +41,9 @@ from maintainer.postgres import replication
 from maintainer.storage.base import Storage
 from maintainer.wal import archive, layout, receiver, store
 from maintainer.wal.basebackups import oldest_needed_lsn
-from maintainer.wal.lsn import parse_segment_name, segment_start
+from maintainer.wal.lsn import parse_segment_name, segment_name_of_lsn, segment_start
 from maintainer.wal.state import STATES, ReceiverState, WalStates
+from maintainer.wal.timeline import parse_history
 
 Alert = Callable[..., None]  # Notifier.alert(kind, message, severity=..., **fields)
 UPLOAD_ATTEMPTS = 4
@@ -68,6 +74,7 @@ class Archiver:
         self.states = states
         self.totals = ArchiveTotals()
         self.segment_size = 16 * 1024 * 1024
+        self._seeds_gone: set[str] = set()  # seeds the server had already removed: not tried again
         states.register(ReceiverState(job, self.server, storage.name, spec.slot,
                                       spec.max_wal_lag.total_seconds()))
 
@@ -111,18 +118,53 @@ class Archiver:
             problems = replication.replication_problems(facts, self.server, need_slot=True)
             if problems:
                 raise JobError("; ".join(problems))
+            # The slot first: from now on the server keeps what it has not yet removed.
+            if replication.ensure_slot(conn, self.spec.slot):
+                self.log.info("wal.slot_created", server=self.server, slot=self.spec.slot)
+            slot_lsn = replication.slot_status(conn, self.spec.slot).restart_lsn
             store.ensure_archive_record(self.storage, self.server, system_identifier=facts.system_identifier,
                                         wal_segment_size=facts.wal_segment_size, pg_major=facts.version.major)
             self.segment_size = facts.wal_segment_size
-            if replication.ensure_slot(conn, self.spec.slot):
-                self.log.info("wal.slot_created", server=self.server, slot=self.spec.slot)
             env = client_env(self.db, conn)
+        seed = self._seed_segment(facts.timeline)
         client = choose_client(self.db, self.server, facts.version, tool="pg_receivewal")
         self.totals.sessions += 1
         with client:
-            self._stream(client, env, facts.system_identifier)
+            self._stream(client, env, facts.system_identifier, seed, slot_lsn)
 
-    def _stream(self, client: PgClient, env: dict[str, str], system_identifier: str) -> None:
+    def _seed_segment(self, timeline: int) -> str | None:
+        """The segment pg_receivewal must start at when the archive holds nothing of
+        the server's ``timeline`` yet (a promoted server, e.g. a recovered cluster
+        swapped in): the one holding the timeline's switch point, as named on that
+        timeline. Left alone, pg_receivewal would start at the new slot's position,
+        and the WAL written between the promotion and the archiver's first start
+        would never be archived. None when nothing needs seeding (timeline 1, an
+        empty archive, one that already has the timeline, or a seed the server
+        no longer had: that gap is alerted, then reported by the gap check).
+        Stores the timeline's history file when the archive lacks it.
+        DatabaseError/StorageError end the session (and a restart tries again)."""
+        if timeline <= 1:
+            return None
+        listing = archive.list_archive(self.storage, self.server)
+        stored = [*listing.segments, *listing.partials]
+        if not stored or any(tli == timeline for tli, _ in stored):
+            return None  # a new archive starts where the slot does; a known timeline resumes
+        text = replication.timeline_history(self.db, self.server, timeline)
+        if timeline not in listing.histories:
+            self._retry(lambda: store.put_history(self.storage, self.server, timeline, text.encode(), self.keyring),
+                        f"{timeline:08X}.history")
+            self.totals.histories += 1
+            self.log.info("wal.history_stored", server=self.server, file=f"{timeline:08X}.history")
+        entries = parse_history(text, timeline)
+        if not entries:
+            return None
+        seed = segment_name_of_lsn(timeline, entries[-1].switchpoint, self.segment_size)
+        if seed in self._seeds_gone:
+            return None
+        return seed
+
+    def _stream(self, client: PgClient, env: dict[str, str], system_identifier: str, seed: str | None,
+                slot_lsn: int | None = None) -> None:
         host, port = client.target()
         flush = max(1, int(self.spec.flush_interval.total_seconds()))
         args = receiver.receivewal_args(self.spec.slot, host, port, client.user, status_interval=flush,
@@ -131,9 +173,11 @@ class Archiver:
                      else receiver.container_directory(self.job, system_identifier))
         env = {**env, "PGAPPNAME": f"maintainer-wal-{self.job}", "MAINTAINER_WALDIR": directory,
                "MAINTAINER_FLUSH": str(flush)}
+        if seed is not None:
+            env.update(MAINTAINER_SEED=seed, MAINTAINER_SEGSIZE=str(self.segment_size))
         proc = client.start_script(receiver.SCRIPT, "pg_receivewal", args, env)
         self.log.info("wal.receiver_started", server=self.server, slot=self.spec.slot, client=client.description,
-                      pg_receivewal=client.version)
+                      pg_receivewal=client.version, start_segment=seed)
         self.states.update(self.job, up=True, last_error=None, started=_now())
         stop = threading.Event()
         watcher = threading.Thread(target=self._stop_on_cancel, args=(proc, stop), daemon=True)
@@ -157,7 +201,26 @@ class Archiver:
             client.remove_dir(directory)
             raise Interrupted(f"WAL archive of {self.server} stopped")
         stderr = [ln for ln in proc.stderr_text().splitlines() if "error" in ln or "FATAL" in ln]
+        if seed is not None and any("has already been removed" in ln for ln in stderr):
+            self._give_up_seed(client, directory, seed, slot_lsn)
         raise MaintainerError(f"pg_receivewal exited with {code}" + (f": {stderr[-1].strip()}" if stderr else ""))
+
+    def _give_up_seed(self, client: PgClient, directory: str, seed: str, slot_lsn: int | None) -> None:
+        """The server recycled the new timeline's first WAL before the slot held it:
+        drop the seed, put the slot back where it was before pg_receivewal reported
+        the seed's position to it (so the next session starts at the slot's position,
+        on WAL the server has) and say so loudly; the archive's gap check then reports
+        the hole as a gap."""
+        self._seeds_gone.add(seed)
+        client.remove_dir(directory)  # it held only the seed: pg_receivewal failed at its start
+        if slot_lsn is not None:
+            with connect(self.db, self.server) as conn:
+                replication.restore_slot_position(conn, self.spec.slot, slot_lsn)
+        message = (f"WAL archive of {self.server}: segment {seed}, where timeline {seed[:8]} began, was removed "
+                   "from the server before it could be archived; the archive has a gap there; take a new base "
+                   "backup to cover it")
+        self.log.error("wal.timeline_start_lost", server=self.server, segment=seed)
+        self.alert("wal.gap", message, severity="error", database=self.server, job=self.job)
 
     def _stop_on_cancel(self, proc, stop: threading.Event) -> None:
         """On cancel: SIGTERM (the script stops pg_receivewal and sends what is left), then kill."""

@@ -18,7 +18,16 @@ own pid and pg_receivewal's, and first stops (and waits for) a script and a
 receiver that an earlier, killed archiver left in the same directory, since a
 slot serves one receiver at a time and two scripts must not share the files.
 Only a process whose environment names this directory is touched: a reused
-pid is left alone. On SIGTERM it stops pg_receivewal (which
+pid is left alone. With MAINTAINER_SEED (a segment name) and MAINTAINER_SEGSIZE,
+a directory that holds no WAL file yet is first seeded with a zero-filled
+``<segment>.partial`` of the segment size: pg_receivewal's FindStreamingStart
+takes the highest segment in its directory, and a ``.partial`` one makes it
+stream from that segment's start on that segment's timeline (a zero-filled
+file of the full size is what it reuses as "already padded"), before it would
+ask the slot. The archiver uses this to start a new timeline at its switch
+point (see ``Archiver._seed_segment``). The seed is made by the script, so it
+lands where pg_receivewal runs: on this machine, in the throwaway container or
+in the database container. On SIGTERM it stops pg_receivewal (which
 closes its partial), sends what is left and exits with pg_receivewal's code.
 Raises DatabaseError for a stream that breaks the frame format.
 """
@@ -48,6 +57,12 @@ for pidfile in .script.pid .receiver.pid; do
 done
 echo $$ > "$d/.script.pid"
 for f in "$d"/*.sent; do [ -f "$f" ] && mv -f "$f" "${f%.sent}"; done
+seeded=""
+seed="${MAINTAINER_SEED:-}"
+if [ -n "$seed" ] && ! ls "$d" | grep -q '^[0-9A-F]\{24\}'; then
+  head -c "$MAINTAINER_SEGSIZE" /dev/zero > "$d/$seed.partial.tmp" && mv -f "$d/$seed.partial.tmp" "$d/$seed.partial" || exit 70
+  seeded="$d/$seed.partial $(stat -c '%y %s' "$d/$seed.partial" 2>/dev/null)"
+fi
 stopfile="$d/.stop.$$"
 rm -f "$stopfile"
 emit() {
@@ -68,7 +83,7 @@ pid=$!
 echo "$pid" > "$d/.receiver.pid"
 (
   trap '' TERM INT HUP
-  tick=0; last=""
+  tick=0; last="$seeded"  # a seed pg_receivewal has not written to yet is not sent
   while [ ! -f "$stopfile" ]; do
     sendall
     tick=$((tick + 1))
