@@ -148,7 +148,10 @@ def archive_more(config, server, ids, note: str) -> None:
 
 def pitr_leftovers(docker_client) -> list[str]:
     """Recovery containers and scratch volumes of this run that still exist."""
-    names = [c.name for c in docker_client.containers.list(all=True, filters={"name": "maintainer-pitr-"})]
+    # sparse: no inspect per container, which would race with a container the run
+    # under test removes between the listing and the inspect (404).
+    listed = docker_client.containers.list(all=True, sparse=True, filters={"name": "maintainer-pitr-"})
+    names = [c.attrs["Names"][0].lstrip("/") for c in listed]
     names += [v.name for v in docker_client.volumes.list(filters={"name": "maintainer-pitr-"})]
     return names
 
