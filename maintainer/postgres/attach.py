@@ -26,7 +26,7 @@ class AttachStream:
 
         try:
             return read(self.sock, n) or b""
-        except OSError:
+        except (OSError, ValueError):  # ValueError: close() in another thread (a cancel) won the race
             return b""
 
     def _exactly(self, n: int) -> bytes | None:
